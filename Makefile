@@ -1,0 +1,39 @@
+# One entry point for the local stack, the tests and the pipeline.
+# `make help` lists the targets.
+PYTHON ?= python3
+STACK := $(PYTHON) localstack/stack.py
+VENV_BIN = $(shell $(PYTHON) -c "import sys; sys.path[:0] = ['include', '.']; from localstack.runtime import venv_path; from pathlib import Path; print(venv_path('pipeline', Path('requirements.txt')) / 'bin')")
+SERVICES ?=
+
+.PHONY: help install up down status logs test test-unit lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## install what is missing: virtual environments, jars, PostgreSQL
+	$(STACK) install $(SERVICES)
+
+up: ## start the local stack (installs first if needed) and print every UI's URL
+	$(STACK) up $(SERVICES)
+
+down: ## stop every service of the local stack
+	$(STACK) down $(SERVICES)
+
+status: ## show each service's state and URL
+	$(STACK) status $(SERVICES)
+
+logs: ## show a service's log: make logs SERVICES=kafka
+	$(STACK) logs $(SERVICES)
+
+lint: install ## ruff over the whole project
+	$(VENV_BIN)/ruff check .
+
+test: install ## lint, then every test (unit, DAG integrity, compose, integration on the real stack)
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/python -m pytest
+
+test-unit: install ## the fast tests only (no services)
+	$(VENV_BIN)/python -m pytest -m "not integration"
+
+clean: down ## stop the stack and delete its data (.local/); cached downloads are kept
+	rm -rf .local

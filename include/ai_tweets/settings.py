@@ -1,0 +1,242 @@
+"""The pipeline's configuration: read from the environment (and `.env`), validated once.
+
+Standard library only: the local-stack manager imports this module before any virtual
+environment exists. Every error names the variable at fault and says what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Postgres truncates identifiers longer than 63 bytes; the longest derived table name is
+# `deduplicated_{prefix}_{version}`, so both parts are bounded to keep it valid.
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+_MAX_IDENTIFIER = 63
+_LONGEST_TABLE_PREFIX = "deduplicated_"
+_KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
+_PLACEHOLDER = "change-me"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    streamingdb_url: str
+    streamingdb_password: str | None
+    kafka_bootstrap_servers: str
+    tweets_topic: str
+    raw_table_prefix: str
+    dataset_version: int
+    mlflow_tracking_uri: str
+    model_name: str
+    model_serving_url: str
+    label_studio_url: str
+    label_studio_api_key: str | None
+    airflow_url: str
+    x_bearer_token: str | None
+    data_dir: Path
+
+    def require(self, field: str) -> str:
+        """The value of an optional secret that the calling stage cannot do without."""
+        value = getattr(self, field)
+        if not value:
+            raise SettingsError(
+                f"{field.upper()} is not set: this stage needs it. Set it in the environment "
+                f"or in .env (see .env.example)."
+            )
+        return value
+
+    @property
+    def streamingdb_conninfo(self) -> str:
+        """libpq connection string for psycopg, with the password from its own variable."""
+        parts = urlsplit(self.streamingdb_url)
+        fields = {
+            "host": parts.hostname or "127.0.0.1",
+            "port": str(parts.port or 5432),
+            "dbname": parts.path.lstrip("/"),
+            "user": parts.username or "postgres",
+        }
+        password = self.streamingdb_password or parts.password
+        if password:
+            fields["password"] = password
+        return " ".join(f"{key}={_quote_conninfo(value)}" for key, value in fields.items())
+
+    @property
+    def jdbc_url(self) -> str:
+        parts = urlsplit(self.streamingdb_url)
+        return f"jdbc:postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}"
+
+
+def _quote_conninfo(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a `.env` file: KEY=VALUE lines, `#` comments, optional surrounding quotes."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def environment(env_file: Path | None = None) -> dict[str, str]:
+    """`.env` values overlaid by the process environment (the environment wins)."""
+    path = env_file or Path(os.environ.get("AI_TWEETS_ENV_FILE", PROJECT_ROOT / ".env"))
+    merged = read_env_file(path)
+    merged.update(os.environ)
+    return merged
+
+
+def validate_identifier(name: str, variable: str) -> str:
+    """A lower-case SQL identifier, or SettingsError naming `variable`."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise SettingsError(
+            f"{variable}={name!r} is not a valid table name part: use lower-case letters, "
+            f"digits and underscores, starting with a letter or underscore."
+        )
+    if len(name) > _MAX_IDENTIFIER:
+        raise SettingsError(f"{variable}={name!r} is longer than {_MAX_IDENTIFIER} characters.")
+    return name
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(
+            f"{name} is not set. Set it in the environment or in .env "
+            f"(`make up` creates .env from .env.example)."
+        )
+    return value
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    value = _optional(env, name)
+    if value == _PLACEHOLDER:
+        raise SettingsError(
+            f"{name} still has the placeholder value {_PLACEHOLDER!r} from .env.example: "
+            f"set a real secret (`make up` generates one in .env)."
+        )
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError(f"{name}={value!r} must be an http(s) URL such as http://127.0.0.1:5000.")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r} has an invalid port.") from exc
+    return value.rstrip("/")
+
+
+def _streamingdb_url(env: Mapping[str, str]) -> str:
+    value = _required(env, "STREAMINGDB_URL")
+    parts = urlsplit(value)
+    if parts.scheme not in {"postgresql", "postgres"} or not parts.hostname:
+        raise SettingsError(
+            f"STREAMINGDB_URL={value!r} must be a postgresql:// URL, such as "
+            f"postgresql://streaming@127.0.0.1:55432/streamingdb."
+        )
+    if parts.path.lstrip("/") != "streamingdb":
+        raise SettingsError(
+            f"STREAMINGDB_URL={value!r} must name the database `streamingdb`, "
+            f"not {parts.path.lstrip('/')!r}."
+        )
+    return value
+
+
+def _bootstrap_servers(env: Mapping[str, str]) -> str:
+    value = _required(env, "KAFKA_BOOTSTRAP_SERVERS")
+    servers = [server.strip() for server in value.split(",")]
+    bad = [server for server in servers if not _HOST_PORT.fullmatch(server)]
+    if bad:
+        raise SettingsError(
+            f"KAFKA_BOOTSTRAP_SERVERS={value!r}: {bad[0]!r} is not host:port "
+            f"(expected e.g. 127.0.0.1:59092,broker2:9092)."
+        )
+    return ",".join(servers)
+
+
+def _topic(env: Mapping[str, str]) -> str:
+    value = env.get("TWEETS_TOPIC", "").strip() or "tweets"
+    if not _KAFKA_TOPIC.fullmatch(value) or value in {".", ".."}:
+        raise SettingsError(
+            f"TWEETS_TOPIC={value!r} is not a valid Kafka topic name "
+            f"(letters, digits, '.', '_', '-', at most 249 characters)."
+        )
+    return value
+
+
+def _dataset_version(env: Mapping[str, str]) -> int:
+    value = env.get("DATASET_VERSION", "").strip() or "0"
+    if not value.isdigit() or len(value) > 6:
+        raise SettingsError(f"DATASET_VERSION={value!r} must be a whole number from 0 to 999999.")
+    return int(value)
+
+
+def _table_prefix(env: Mapping[str, str], version: int) -> str:
+    value = env.get("RAW_TABLE_PREFIX", "").strip() or "raw_tweet_dataset"
+    validate_identifier(value, "RAW_TABLE_PREFIX")
+    longest = f"{_LONGEST_TABLE_PREFIX}{value}_{version}"
+    if len(longest) > _MAX_IDENTIFIER:
+        raise SettingsError(
+            f"RAW_TABLE_PREFIX={value!r} is too long: the derived table {longest!r} exceeds "
+            f"Postgres' {_MAX_IDENTIFIER}-character limit."
+        )
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise SettingsError naming the first bad one."""
+    env = environment() if env is None else env
+    version = _dataset_version(env)
+    model_name = env.get("MODEL_NAME", "").strip() or "ai-tweet-classifier"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", model_name):
+        raise SettingsError(f"MODEL_NAME={model_name!r} must be letters, digits, '.', '_' or '-'.")
+    data_dir = Path(env.get("DATA_DIR", "").strip() or ".local/data")
+    return Settings(
+        streamingdb_url=_streamingdb_url(env),
+        streamingdb_password=_secret(env, "STREAMINGDB_PASSWORD"),
+        kafka_bootstrap_servers=_bootstrap_servers(env),
+        tweets_topic=_topic(env),
+        raw_table_prefix=_table_prefix(env, version),
+        dataset_version=version,
+        mlflow_tracking_uri=_http_url(env, "MLFLOW_TRACKING_URI"),
+        model_name=model_name,
+        model_serving_url=_http_url(env, "MODEL_SERVING_URL"),
+        label_studio_url=_http_url(env, "LABEL_STUDIO_URL"),
+        label_studio_api_key=_secret(env, "LABEL_STUDIO_API_KEY"),
+        airflow_url=_http_url(env, "AIRFLOW_URL"),
+        x_bearer_token=_secret(env, "X_BEARER_TOKEN"),
+        data_dir=data_dir if data_dir.is_absolute() else PROJECT_ROOT / data_dir,
+    )

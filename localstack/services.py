@@ -1,0 +1,458 @@
+"""The services of the local stack, one entry each, in start order.
+
+A service is a foreground process the stack spawns in its own process group, with a
+health check. Adding one (model serving, Superset, ...) is one more `Service(...)` below
+plus, if it needs them, an install step and a prepare step.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from localstack.runtime import (
+    Context,
+    StackError,
+    ensure_venv,
+    http_json,
+    http_ok,
+    maven_jars,
+    port_open,
+    run_logged,
+)
+
+Step = Callable[[Context], None]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: Callable[[Context], list[str]]
+    healthy: Callable[[Context], bool]
+    url: Callable[[Context], str] = lambda ctx: ""
+    ports: Callable[[Context], list[int]] = lambda ctx: []
+    port_setting: str = ""
+    env: Callable[[Context], dict[str, str]] = lambda ctx: ctx.base_env()
+    installs: tuple[Step, ...] = ()
+    prepare: Step | None = None
+    after_start: Step | None = None
+    user: str | None = None
+    blocks: bool = False
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 20
+    start_timeout: float = 180
+
+
+# --- install steps (idempotent; cached under ~/.cache/ai-tweets) ----------------------
+
+
+def install_pipeline_env(ctx: Context) -> None:
+    venv = ensure_venv("pipeline", ctx.root / "requirements.txt", ctx.log_file("install"),
+                       pre=[["--upgrade", "pip==25.3"]])
+    # The project itself, editable, pointing at this checkout (a clone reuses the env).
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import ai_tweets, sys; sys.stdout.write(ai_tweets.__file__)"],
+                           capture_output=True, text=True)
+    expected = str(ctx.root / "include" / "ai_tweets" / "__init__.py")
+    if probe.returncode != 0 or probe.stdout != expected:
+        run_logged([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps",
+                    "--no-build-isolation", "-e", str(ctx.root)],
+                   "installing the ai_tweets package (editable)", ctx.log_file("install"))
+    activate = ctx.local / "activate"
+    activate.write_text(f"# source this file to use the pipeline environment\n{ctx.shell_env()}\n")
+
+
+def install_label_studio_env(ctx: Context) -> None:
+    ensure_venv("label-studio", ctx.root / "requirements" / "label-studio.txt",
+                ctx.log_file("install"), pre=[["--upgrade", "pip==25.3"]])
+
+
+def install_spark_jars(ctx: Context) -> None:
+    jars = maven_jars("spark", ctx.root / "localstack" / "maven" / "spark" / "pom.xml",
+                      ctx.log_file("install"))
+    _link(ctx.local / "jars" / "spark", jars)
+
+
+def install_kafka_jars(ctx: Context) -> None:
+    jars = maven_jars("kafka", ctx.root / "localstack" / "maven" / "kafka" / "pom.xml",
+                      ctx.log_file("install"))
+    _link(ctx.local / "jars" / "kafka", jars)
+
+
+def install_postgres_server(ctx: Context) -> None:
+    if _pg_bin("postgres", required=False):
+        return
+    if os.geteuid() != 0:
+        raise StackError("PostgreSQL server binaries not found: run `sudo apt-get install -y postgresql`.")
+    run_logged(["apt-get", "update", "-q"], "apt-get update", ctx.log_file("install"))
+    run_logged(["apt-get", "install", "-y", "-q", "postgresql", "postgresql-client"],
+               "installing PostgreSQL from Debian's packages", ctx.log_file("install"),
+               env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _link(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        if link.resolve() == target.resolve():
+            return
+        link.unlink()
+    link.symlink_to(target)
+
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+PG_USER = "postgres"
+# Databases of the stack's own services, owned by the superuser; `streamingdb` is owned
+# by the pipeline's role (the user of STREAMINGDB_URL).
+SERVICE_DATABASES = ("airflow", "mlflow", "labelstudio", "superset")
+
+
+def _pg_bin(name: str, required: bool = True) -> str | None:
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    found = candidates[0] if candidates else shutil.which(name)
+    if not found and required:
+        raise StackError(f"PostgreSQL binary {name!r} not found: run `make install`.")
+    return found
+
+
+def _run_as_postgres() -> str | None:
+    """Postgres refuses to run as root: run it as the `postgres` system user then."""
+    return PG_USER if os.geteuid() == 0 else None
+
+
+def _pg_data(ctx: Context) -> Path:
+    return ctx.local / "postgres" / "data"
+
+
+def _pg_port(ctx: Context) -> int:
+    return ctx.port_of("STREAMINGDB_URL")
+
+
+def _pg_prepare(ctx: Context) -> None:
+    data = _pg_data(ctx)
+    if (data / "PG_VERSION").exists():
+        return
+    data.mkdir(parents=True, exist_ok=True)
+    pwfile = data.parent / "pwfile"
+    pwfile.write_text(ctx.env["POSTGRES_PASSWORD"] + "\n")
+    user = _run_as_postgres()
+    if user:
+        shutil.chown(data.parent, user)
+        shutil.chown(data, user)
+        shutil.chown(pwfile, user)
+        probe = subprocess.run(["runuser", "-u", user, "--", "test", "-w", str(data)])
+        if probe.returncode != 0:
+            raise StackError(
+                f"the `postgres` system user cannot write {data}: a parent folder is not "
+                f"traversable by other users. Clone the project under a world-readable path "
+                f"(e.g. /work or /opt), or `chmod o+x` its parent folders."
+            )
+    try:
+        run_logged([_pg_bin("initdb"), "-D", str(data), "-U", PG_USER, "--auth-local=trust",
+                    "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
+                    "--locale=C.UTF-8"],
+                   "initializing the PostgreSQL cluster", ctx.log_file("postgres"), user=user)
+    finally:
+        pwfile.unlink(missing_ok=True)
+
+
+def _pg_argv(ctx: Context) -> list[str]:
+    return [_pg_bin("postgres"), "-D", str(_pg_data(ctx)), "-p", str(_pg_port(ctx)),
+            "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+            "-c", "max_connections=200", "-c", "shared_buffers=256MB",
+            "-c", "synchronous_commit=off", "-c", "log_min_messages=warning"]
+
+
+def _pg_healthy(ctx: Context) -> bool:
+    result = subprocess.run([_pg_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(_pg_port(ctx))])
+    return result.returncode == 0
+
+
+def psql(ctx: Context, sql: str, database: str = "postgres", variables: dict[str, str] | None = None) -> str:
+    """Run SQL as the superuser over TCP; `:'name'` in `sql` is a safely quoted variable."""
+    argv = [_pg_bin("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
+            "-h", "127.0.0.1", "-p", str(_pg_port(ctx)), "-U", PG_USER, "-d", database, "-f", "-"]
+    for key, value in (variables or {}).items():
+        argv[1:1] = ["-v", f"{key}={value}"]
+    result = subprocess.run(argv, input=sql, capture_output=True, text=True,
+                            env={**os.environ, "PGPASSWORD": ctx.env["POSTGRES_PASSWORD"]})
+    if result.returncode != 0:
+        raise StackError(f"psql on {database} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _pg_bootstrap(ctx: Context) -> None:
+    """Roles and databases, created if missing; passwords kept in sync with .env."""
+    owner = urlsplit(ctx.settings.streamingdb_url).username or "streaming"
+    psql(ctx, """
+        SELECT format('CREATE ROLE %I LOGIN', :'owner')
+         WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \\gexec
+        SELECT format('ALTER ROLE %I PASSWORD %L', :'owner', :'password') \\gexec
+        SELECT format('CREATE DATABASE streamingdb OWNER %I', :'owner')
+         WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'streamingdb') \\gexec
+    """, variables={"owner": owner, "password": ctx.settings.streamingdb_password or ""})
+    for database in SERVICE_DATABASES:
+        psql(ctx, """
+            SELECT format('CREATE DATABASE %I', :'db')
+             WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \\gexec
+        """, variables={"db": database})
+
+
+def superuser_url(ctx: Context, database: str, with_password: bool = True) -> str:
+    """SQLAlchemy URL of a service database; without the password, libpq takes PGPASSWORD."""
+    password = f":{quote(ctx.env['POSTGRES_PASSWORD'], safe='')}" if with_password else ""
+    return f"postgresql+psycopg2://{PG_USER}{password}@127.0.0.1:{_pg_port(ctx)}/{database}"
+
+
+# --- Kafka (KRaft, single node, from Maven Central jars) --------------------------------
+
+KAFKA_CONF = Path(__file__).resolve().parent / "conf" / "kafka"
+
+
+def _kafka_ports(ctx: Context) -> list[int]:
+    port = ctx.port_of("KAFKA_BOOTSTRAP_SERVERS")
+    return [port, port + 1]
+
+
+def _kafka_properties(ctx: Context) -> Path:
+    port, controller = _kafka_ports(ctx)
+    data = ctx.local / "kafka"
+    text = (KAFKA_CONF / "server.properties.template").read_text().format(
+        port=port, controller_port=controller, log_dirs=data / "logs")
+    path = data / "server.properties"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _kafka_java(ctx: Context, main: str, *args: str, heap: str = "-Xmx256m") -> list[str]:
+    return ["java", heap, f"-Dlog4j2.configurationFile={KAFKA_CONF / 'log4j2.yaml'}",
+            f"-Dkafka.logs.dir={ctx.local / 'kafka'}", "-cp", f"{ctx.local / 'jars' / 'kafka'}/*",
+            main, *args]
+
+
+def _kafka_prepare(ctx: Context) -> None:
+    properties = _kafka_properties(ctx)
+    if (ctx.local / "kafka" / "logs" / "meta.properties").exists():
+        return
+    cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    run_logged(_kafka_java(ctx, "kafka.tools.StorageTool", "format", "-t", cluster,
+                           "-c", str(properties), "--standalone"),
+               "formatting Kafka storage", ctx.log_file("kafka"))
+
+
+def _kafka_argv(ctx: Context) -> list[str]:
+    return ["java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
+            *_kafka_java(ctx, "kafka.Kafka", str(_kafka_properties(ctx)))[2:]]
+
+
+def _kafka_healthy(ctx: Context) -> bool:
+    return port_open(_kafka_ports(ctx)[0]) and "Kafka Server started" in ctx.tail("kafka", 400)
+
+
+# --- MLflow tracking server -------------------------------------------------------------
+
+
+def _mlflow_argv(ctx: Context) -> list[str]:
+    port = ctx.port_of("MLFLOW_TRACKING_URI")
+    return [str(ctx.pipeline_venv / "bin" / "mlflow"), "server",
+            "--backend-store-uri", superuser_url(ctx, "mlflow", with_password=False),
+            "--artifacts-destination", str(ctx.local / "mlflow" / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+
+
+def _mlflow_env(ctx: Context) -> dict[str, str]:
+    # libpq reads the password from PGPASSWORD, so it never shows in `ps`.
+    return {**ctx.base_env(), "PGPASSWORD": ctx.env["POSTGRES_PASSWORD"],
+            "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+# --- Label Studio (own virtual environment) ---------------------------------------------
+
+
+def _ls_argv(ctx: Context) -> list[str]:
+    # User, password and token come from the environment (_ls_env), never the command line.
+    return [str(ctx.label_studio_venv / "bin" / "label-studio"), "start", "--no-browser",
+            "--internal-host", "127.0.0.1", "--port", str(ctx.port_of("LABEL_STUDIO_URL"))]
+
+
+def _ls_env(ctx: Context) -> dict[str, str]:
+    env = {key: value for key, value in ctx.base_env().items() if not key.startswith("PG")}
+    env.update({
+        "DJANGO_DB": "default",  # without it Label Studio silently uses SQLite
+        "POSTGRE_NAME": "labelstudio",
+        "POSTGRE_USER": PG_USER,
+        "POSTGRE_PASSWORD": ctx.env["POSTGRES_PASSWORD"],
+        "POSTGRE_HOST": "127.0.0.1",
+        "POSTGRE_PORT": str(_pg_port(ctx)),
+        "LABEL_STUDIO_BASE_DATA_DIR": str(ctx.local / "label-studio"),
+        "LABEL_STUDIO_USERNAME": ctx.env["LABEL_STUDIO_USERNAME"],
+        "LABEL_STUDIO_PASSWORD": ctx.env["LABEL_STUDIO_PASSWORD"],
+        "LABEL_STUDIO_USER_TOKEN": ctx.env["LABEL_STUDIO_API_KEY"],
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        # Nothing phones home (no network here, and none wanted).
+        "LATEST_VERSION_CHECK": "false",
+        "COLLECT_ANALYTICS": "false",
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        "PATH": f"{ctx.label_studio_venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    return env
+
+
+def _ls_healthy(ctx: Context) -> bool:
+    return http_ok(f"{ctx.settings.label_studio_url}/health", "UP")
+
+
+def _ls_sync_token(ctx: Context) -> None:
+    """Label Studio keeps the token of its first start; make it match .env if that changed."""
+    if http_ok(f"{ctx.settings.label_studio_url}/api/version",
+               headers={"Authorization": f"Token {ctx.env['LABEL_STUDIO_API_KEY']}"}):
+        return
+    manage = glob.glob(str(ctx.label_studio_venv / "lib" / "python*" / "site-packages" / "label_studio"
+                           / "manage.py"))[0]
+    code = ("import os; from rest_framework.authtoken.models import Token; from users.models import User; "
+            "user = User.objects.get(email=os.environ['LABEL_STUDIO_USERNAME']); "
+            "Token.objects.filter(user=user).update(key=os.environ['LABEL_STUDIO_USER_TOKEN'])")
+    run_logged([str(ctx.label_studio_venv / "bin" / "python"), manage, "shell", "-c", code],
+               "updating the Label Studio API token from .env", ctx.log_file("label-studio"),
+               env=_ls_env(ctx))
+
+
+# --- Airflow 3 (api-server, scheduler, dag-processor, triggerer) -------------------------
+
+
+def _airflow_home(ctx: Context) -> Path:
+    return ctx.local / "airflow"
+
+
+def _airflow_env(ctx: Context) -> dict[str, str]:
+    home = _airflow_home(ctx)
+    api = ctx.settings.airflow_url
+    return {
+        **ctx.base_env(),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ctx.root / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ctx.root / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # The default starts 32 LocalExecutor workers; 2 cores want few.
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": superuser_url(ctx, "airflow"),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API_AUTH__JWT_SECRET": ctx.env["AIRFLOW_JWT_SECRET"],
+        "AIRFLOW__API__SECRET_KEY": ctx.env["AIRFLOW_JWT_SECRET"],
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+    }
+
+
+def _airflow_prepare(ctx: Context) -> None:
+    home = _airflow_home(ctx)
+    home.mkdir(parents=True, exist_ok=True)
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({"admin": ctx.env["AIRFLOW_ADMIN_PASSWORD"]}))
+    passwords.chmod(0o600)
+    run_logged([str(ctx.pipeline_venv / "bin" / "airflow"), "db", "migrate"],
+               "migrating the Airflow database", ctx.log_file("airflow-apiserver"),
+               env=_airflow_env(ctx))
+
+
+def _airflow_health(ctx: Context) -> dict:
+    return http_json(f"{ctx.settings.airflow_url}/api/v2/monitor/health") or {}
+
+
+def _airflow_component(key: str) -> Callable[[Context], bool]:
+    def healthy(ctx: Context) -> bool:
+        return _airflow_health(ctx).get(key, {}).get("status") == "healthy"
+
+    return healthy
+
+
+def _airflow(command: str, *args: str) -> Callable[[Context], list[str]]:
+    return lambda ctx: [str(ctx.pipeline_venv / "bin" / "airflow"), command, *args]
+
+
+PIPELINE_INSTALLS: tuple[Step, ...] = (install_pipeline_env, install_spark_jars)
+
+SERVICES: list[Service] = [
+    Service(
+        name="postgres",
+        installs=(install_postgres_server,),
+        prepare=_pg_prepare,
+        argv=_pg_argv,
+        healthy=_pg_healthy,
+        after_start=_pg_bootstrap,
+        url=lambda ctx: f"postgresql://127.0.0.1:{_pg_port(ctx)}/streamingdb",
+        ports=lambda ctx: [_pg_port(ctx)],
+        port_setting="STREAMINGDB_URL",
+        user=_run_as_postgres(),
+        blocks=True,
+        stop_signal=signal.SIGINT,  # "fast" shutdown: does not wait for clients
+        start_timeout=60,
+    ),
+    Service(
+        name="kafka",
+        installs=(install_kafka_jars,),
+        prepare=_kafka_prepare,
+        argv=_kafka_argv,
+        healthy=_kafka_healthy,
+        url=lambda ctx: ctx.settings.kafka_bootstrap_servers,
+        ports=_kafka_ports,
+        port_setting="KAFKA_BOOTSTRAP_SERVERS",
+    ),
+    Service(
+        name="mlflow",
+        installs=PIPELINE_INSTALLS,
+        argv=_mlflow_argv,
+        env=_mlflow_env,
+        healthy=lambda ctx: http_ok(f"{ctx.settings.mlflow_tracking_uri}/health", "OK"),
+        url=lambda ctx: ctx.settings.mlflow_tracking_uri,
+        ports=lambda ctx: [ctx.port_of("MLFLOW_TRACKING_URI")],
+        port_setting="MLFLOW_TRACKING_URI",
+    ),
+    Service(
+        name="label-studio",
+        installs=(install_label_studio_env,),
+        argv=_ls_argv,
+        env=_ls_env,
+        healthy=_ls_healthy,
+        after_start=_ls_sync_token,
+        url=lambda ctx: ctx.settings.label_studio_url,
+        ports=lambda ctx: [ctx.port_of("LABEL_STUDIO_URL")],
+        port_setting="LABEL_STUDIO_URL",
+        start_timeout=300,
+    ),
+    Service(
+        name="airflow-apiserver",
+        installs=PIPELINE_INSTALLS,
+        prepare=_airflow_prepare,
+        argv=lambda ctx: [*_airflow("api-server")(ctx), "--host", "127.0.0.1",
+                          "--port", str(ctx.port_of("AIRFLOW_URL")), "--workers", "1"],
+        env=_airflow_env,
+        healthy=_airflow_component("metadatabase"),
+        url=lambda ctx: ctx.settings.airflow_url,
+        ports=lambda ctx: [ctx.port_of("AIRFLOW_URL")],
+        port_setting="AIRFLOW_URL",
+    ),
+    Service(name="airflow-scheduler", installs=PIPELINE_INSTALLS, argv=_airflow("scheduler"),
+            env=_airflow_env, healthy=_airflow_component("scheduler")),
+    Service(name="airflow-dag-processor", installs=PIPELINE_INSTALLS, argv=_airflow("dag-processor"),
+            env=_airflow_env, healthy=_airflow_component("dag_processor")),
+    Service(name="airflow-triggerer", installs=PIPELINE_INSTALLS, argv=_airflow("triggerer"),
+            env=_airflow_env, healthy=_airflow_component("triggerer")),
+]

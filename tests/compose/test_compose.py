@@ -1,0 +1,363 @@
+"""Offline checks that docker-compose.yaml and its Dockerfiles hang together.
+
+No Docker engine is needed: the file is parsed with PyYAML (anchors and merge keys
+resolved) and checked against the repository. Only the last test calls
+`docker compose config`, and only where the compose plugin is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yaml"
+ENV_EXAMPLE = REPO / ".env.example"
+
+DEPENDS_ON_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}, ${VAR:+alt}, $VAR
+INTERPOLATION = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<modifier>:?[-?+])?[^}]*\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+# Services that the pipeline reaches by URL: the host in each must be a compose service.
+SERVICE_URL_VARIABLES = (
+    "STREAMINGDB_URL",
+    "MLFLOW_TRACKING_URI",
+    "MODEL_SERVING_URL",
+    "LABEL_STUDIO_URL",
+    "AIRFLOW_URL",
+)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict[str, dict]:
+    return compose["services"]
+
+
+def depends_on(service: dict) -> dict[str, str]:
+    """{target: condition}; the list form means `service_started`."""
+    value = service.get("depends_on") or {}
+    if isinstance(value, list):
+        return {name: "service_started" for name in value}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in value.items()}
+
+
+def one_shot_services(services: dict[str, dict]) -> set[str]:
+    """Services that something waits for with service_completed_successfully."""
+    return {
+        target
+        for service in services.values()
+        for target, condition in depends_on(service).items()
+        if condition == "service_completed_successfully"
+    }
+
+
+def environment(service: dict) -> dict[str, str]:
+    value = service.get("environment") or {}
+    if isinstance(value, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in value)
+    return {key: "" if item is None else str(item) for key, item in value.items()}
+
+
+def strings(node: object) -> Iterator[str]:
+    """Every string value in the parsed file (keys and comments are not interpolated)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+
+
+def interpolated_variables(text: str) -> Iterator[tuple[str, str | None]]:
+    """(name, modifier) of each interpolation; `$$` is a literal dollar sign."""
+    for match in INTERPOLATION.finditer(text.replace("$$", "")):
+        if match["braced"]:
+            yield match["braced"], match["modifier"]
+        else:
+            yield match["bare"], None
+
+
+def env_example_names() -> set[str]:
+    names = set()
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            names.add(line.split("=", 1)[0].removeprefix("export ").strip())
+    return names
+
+
+def builds(services: dict[str, dict]) -> Iterator[tuple[str, Path, Path]]:
+    """(service, context directory, Dockerfile) of each service that builds an image."""
+    for name, service in services.items():
+        build = service.get("build")
+        if build is None:
+            continue
+        if isinstance(build, str):
+            build = {"context": build}
+        context = REPO / build.get("context", ".")
+        yield name, context, context / build.get("dockerfile", "Dockerfile")
+
+
+def dockerfiles() -> list[Path]:
+    return sorted(
+        path
+        for path in (REPO / "docker").rglob("*")
+        if path.is_file() and (path.name == "Dockerfile" or path.name.endswith(".Dockerfile"))
+    )
+
+
+def instructions(dockerfile: Path) -> Iterator[tuple[str, list[str]]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    logical = ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not logical and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            logical += line[:-1] + " "
+            continue
+        logical += line
+        words = shlex.split(logical, posix=True)
+        logical = ""
+        if words:
+            yield words[0].upper(), words[1:]
+
+
+def image_is_pinned(reference: str) -> bool:
+    """A version tag other than `latest`, or a digest."""
+    if "@sha256:" in reference:
+        return True
+    name, _, tag = reference.rpartition(":")
+    if not name or "/" in tag:  # no tag at all (a colon may belong to a registry port)
+        return False
+    return tag != "latest" and any(char.isdigit() for char in tag)
+
+
+def published_host_ports(service: dict) -> Iterator[tuple[int, str]]:
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            if port.get("published") is not None:
+                yield int(port["published"]), port.get("protocol", "tcp")
+            continue
+        spec, _, protocol = str(port).partition("/")
+        parts = spec.split(":")
+        if len(parts) >= 2:  # [ip:]host:container; a lone container port publishes nothing fixed
+            yield int(parts[-2]), protocol or "tcp"
+
+
+def test_compose_file_is_a_mapping_of_services(compose: dict) -> None:
+    assert isinstance(compose.get("services"), dict) and compose["services"]
+
+
+def test_every_service_has_a_pinned_image_or_a_build(services: dict[str, dict]) -> None:
+    unpinned = [
+        f"{name}: {service.get('image')!r}"
+        for name, service in services.items()
+        if "build" not in service and not image_is_pinned(str(service.get("image", "")))
+    ]
+    assert not unpinned, f"services without a version-pinned image (and no build:): {unpinned}"
+
+
+def test_dockerfile_base_images_are_pinned(services: dict[str, dict]) -> None:
+    referenced = {dockerfile for _, _, dockerfile in builds(services) if dockerfile.is_file()}
+    paths = sorted(referenced | set(dockerfiles()))
+    assert paths, "no Dockerfiles found"
+    problems = []
+    for path in paths:
+        stages: set[str] = set()
+        for instruction, args in instructions(path):
+            if instruction != "FROM":
+                continue
+            args = [arg for arg in args if not arg.startswith("--")]
+            image = args[0]
+            from_earlier_stage = image.lower() in stages
+            if len(args) >= 3 and args[1].upper() == "AS":
+                stages.add(args[2].lower())
+            if not from_earlier_stage and ("$" in image or not image_is_pinned(image)):
+                problems.append(f"{path.relative_to(REPO)}: FROM {image}")
+    assert not problems, f"unpinned base images: {problems}"
+
+
+def test_long_running_services_have_healthchecks(services: dict[str, dict]) -> None:
+    one_shot = one_shot_services(services)
+    missing = [
+        name
+        for name, service in services.items()
+        if name not in one_shot and (not service.get("healthcheck") or service["healthcheck"].get("disable"))
+    ]
+    assert not missing, f"long-running services without a healthcheck: {missing}"
+
+
+def test_one_shot_services_are_not_restarted(services: dict[str, dict]) -> None:
+    restarted = [
+        name
+        for name in one_shot_services(services)
+        if services.get(name, {}).get("restart", "no") in {"always", "unless-stopped"}
+    ]
+    assert not restarted, f"init services that would never complete (restart always): {restarted}"
+
+
+def test_init_services_are_waited_for_until_completed(services: dict[str, dict]) -> None:
+    one_shot = one_shot_services(services)
+    unwaited = [name for name in services if name.endswith("-init") and name not in one_shot]
+    assert not unwaited, f"init services nothing waits for with service_completed_successfully: {unwaited}"
+
+
+def test_long_running_services_have_a_restart_policy(services: dict[str, dict]) -> None:
+    one_shot = one_shot_services(services)
+    missing = [
+        name
+        for name, service in services.items()
+        if name not in one_shot and service.get("restart", "no") == "no"
+    ]
+    assert not missing, f"long-running services without a restart policy: {missing}"
+
+
+def test_published_host_ports_do_not_collide(services: dict[str, dict]) -> None:
+    owners: dict[tuple[int, str], list[str]] = {}
+    for name, service in services.items():
+        for port in published_host_ports(service):
+            owners.setdefault(port, []).append(name)
+    collisions = {f"{port}/{protocol}": names for (port, protocol), names in owners.items() if len(names) > 1}
+    assert not collisions, f"host ports published twice: {collisions}"
+
+
+def test_interpolated_variables_are_documented_in_env_example(compose: dict) -> None:
+    documented = env_example_names()
+    undocumented = sorted(
+        {
+            name
+            for text in strings(compose)
+            for name, modifier in interpolated_variables(text)
+            if modifier not in {"-", ":-"} and name not in documented
+        }
+    )
+    assert not undocumented, (
+        f"variables used in docker-compose.yaml but missing from .env.example: {undocumented}"
+    )
+
+
+def test_named_volumes_are_declared_and_used(compose: dict, services: dict[str, dict]) -> None:
+    declared = set(compose.get("volumes") or {})
+    used: set[str] = set()
+    for service in services.values():
+        for volume in service.get("volumes") or []:
+            if isinstance(volume, dict):
+                if volume.get("type", "volume") == "volume" and volume.get("source"):
+                    used.add(volume["source"])
+                continue
+            source = str(volume).split(":", 1)[0]
+            if ":" in str(volume) and not source.startswith((".", "/", "~", "$")):
+                used.add(source)
+    assert not used - declared, f"named volumes used but not declared: {sorted(used - declared)}"
+    assert not declared - used, f"named volumes declared but never mounted: {sorted(declared - used)}"
+
+
+def test_bind_mount_sources_exist(services: dict[str, dict]) -> None:
+    missing = []
+    for name, service in services.items():
+        for volume in service.get("volumes") or []:
+            source = volume.get("source", "") if isinstance(volume, dict) else str(volume).split(":", 1)[0]
+            if source.startswith("."):
+                if not (REPO / source).exists():
+                    missing.append(f"{name}: {source}")
+    assert not missing, f"bind-mount sources missing from the repository: {missing}"
+
+
+def test_depends_on_targets_exist_with_valid_conditions(services: dict[str, dict]) -> None:
+    problems = []
+    for name, service in services.items():
+        for target, condition in depends_on(service).items():
+            if target not in services:
+                problems.append(f"{name} -> {target}: no such service")
+            elif condition not in DEPENDS_ON_CONDITIONS:
+                problems.append(f"{name} -> {target}: unknown condition {condition!r}")
+            elif condition == "service_healthy" and not services[target].get("healthcheck"):
+                problems.append(f"{name} -> {target}: service_healthy, but {target} has no healthcheck")
+            if target == name:
+                problems.append(f"{name} depends on itself")
+    assert not problems, problems
+
+
+def test_build_contexts_and_dockerfiles_exist(services: dict[str, dict]) -> None:
+    missing = []
+    for name, context, dockerfile in builds(services):
+        if not context.is_dir():
+            missing.append(f"{name}: context {context.relative_to(REPO)}")
+        elif not dockerfile.is_file():
+            missing.append(f"{name}: dockerfile {dockerfile.relative_to(REPO)}")
+    assert not missing, f"build paths missing from the repository: {missing}"
+
+
+def test_dockerfile_copy_sources_exist(services: dict[str, dict]) -> None:
+    missing = set()
+    for _, context, dockerfile in builds(services):
+        if not dockerfile.is_file():
+            continue
+        for instruction, args in instructions(dockerfile):
+            if instruction not in {"COPY", "ADD"} or any(arg.startswith("--from") for arg in args):
+                continue
+            sources = [arg for arg in args if not arg.startswith("--")][:-1]
+            for source in sources:
+                if not list(context.glob(source.rstrip("/"))):
+                    missing.add(f"{dockerfile.relative_to(REPO)} copies {source}")
+    assert not missing, f"files the image builds copy are missing from the repository: {sorted(missing)}"
+
+
+def test_service_urls_name_compose_services(services: dict[str, dict]) -> None:
+    problems = []
+    for name, service in services.items():
+        env = environment(service)
+        for variable in SERVICE_URL_VARIABLES:
+            if variable in env:
+                host = urlsplit(env[variable]).hostname
+                if host not in services:
+                    problems.append(f"{name}: {variable}={env[variable]} (host {host!r} is not a service)")
+        for server in filter(None, env.get("KAFKA_BOOTSTRAP_SERVERS", "").split(",")):
+            if server.rsplit(":", 1)[0] not in services:
+                problems.append(f"{name}: KAFKA_BOOTSTRAP_SERVERS has {server}, not a service")
+    assert not problems, problems
+
+
+def test_no_runtime_pip_installs(services: dict[str, dict]) -> None:
+    offenders = [
+        name for name, service in services.items() if "_PIP_ADDITIONAL_REQUIREMENTS" in environment(service)
+    ]
+    assert not offenders, f"install packages in the image, not with _PIP_ADDITIONAL_REQUIREMENTS: {offenders}"
+
+
+def _compose_plugin_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    result = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _compose_plugin_available(), reason="docker compose is not installed (no compose plugin)"
+)
+def test_docker_compose_config_accepts_the_file() -> None:
+    result = subprocess.run(
+        ["docker", "compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE_FILE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

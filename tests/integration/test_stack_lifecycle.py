@@ -1,0 +1,56 @@
+"""`make up` twice is harmless; `make down` leaves no process and no open port behind;
+a warm `make up` brings everything back."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from conftest import ROOT, stack
+
+from localstack.runtime import alive, port_open, read_pid
+from localstack.services import SERVICES
+
+
+def _pids() -> dict[str, int]:
+    return {s.name: read_pid(ROOT / ".local" / "run" / f"{s.name}.pid") for s in SERVICES}
+
+
+def _group_members(pgids: set[int]) -> set[int]:
+    members = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) in pgids and fields[0] != "Z":
+                    members.add(int(entry.name))
+    return members
+
+
+def test_up_twice_down_and_warm_up(local_stack, settings):
+    before = _pids()
+    assert all(before.values()), before
+
+    second = stack("up")
+    assert "started " not in second.stdout, second.stdout
+    assert _pids() == before, "a second `up` must not restart running services"
+
+    processes = _group_members(set(before.values()))
+    assert len(processes) >= len(SERVICES)
+    ports = [int(settings.airflow_url.rsplit(":", 1)[1]), int(settings.mlflow_tracking_uri.rsplit(":", 1)[1]),
+             int(settings.label_studio_url.rsplit(":", 1)[1]),
+             int(settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])]
+
+    stack("down")
+    left = [pid for pid in processes if alive(pid)]
+    assert left == [], f"processes left after down: {left}"
+    assert not any(port_open(port) for port in ports)
+    assert not any((ROOT / ".local" / "run" / f"{s.name}.pid").exists() for s in SERVICES)
+    assert stack("down").returncode == 0, "down on a stopped stack is harmless"
+
+    began = time.monotonic()
+    stack("up")
+    print(f"warm `make up`: {time.monotonic() - began:.0f} s")
+    assert stack("status", check=False).returncode == 0, "every service healthy again"
+    assert set(_pids().values()).isdisjoint(before.values()), "fresh processes after the restart"

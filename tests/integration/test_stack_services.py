@@ -1,0 +1,152 @@
+"""Each service of the local stack answers, through the same clients the pipeline uses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ai_tweets.settings import environment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_postgres_streamingdb_answers(settings):
+    import psycopg
+
+    with psycopg.connect(settings.streamingdb_conninfo) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == "streamingdb"
+        conn.execute("CREATE TEMP TABLE probe (id bigint PRIMARY KEY)")
+        conn.execute("INSERT INTO probe VALUES (1), (2) ON CONFLICT DO NOTHING")
+        assert conn.execute("SELECT count(*) FROM probe").fetchone()[0] == 2
+
+
+@pytest.fixture(scope="module")
+def kafka_topic_with_messages(settings):
+    from confluent_kafka import Producer
+
+    topic = f"stack-test-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all",
+                         "enable.idempotence": True})
+    sent = [{"id": str(i), "text": f"message {i}"} for i in range(5)]
+    for message in sent:
+        producer.produce(topic, key=message["id"], value=json.dumps(message))
+    assert producer.flush(30) == 0
+    return topic, sent
+
+
+def test_kafka_produce_consume_round_trip(settings, kafka_topic_with_messages):
+    from confluent_kafka import Consumer
+
+    topic, sent = kafka_topic_with_messages
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": f"g-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    received = []
+    deadline = time.monotonic() + 60
+    while len(received) < len(sent) and time.monotonic() < deadline:
+        message = consumer.poll(1.0)
+        if message is not None and not message.error():
+            received.append(json.loads(message.value()))
+    consumer.close()
+    assert sorted(received, key=lambda m: m["id"]) == sent
+
+
+def test_spark_reads_kafka_with_the_connector(settings, kafka_topic_with_messages, tmp_path):
+    topic, sent = kafka_topic_with_messages
+    script = f"""
+import json, sys
+from ai_tweets.spark import spark_session
+spark = spark_session("stack-test")
+rows = (spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", {settings.kafka_bootstrap_servers!r})
+        .option("subscribe", {topic!r}).option("startingOffsets", "earliest")
+        .option("endingOffsets", "latest").load()
+        .selectExpr("CAST(value AS STRING) AS v").collect())
+query = (spark.readStream.format("kafka")
+         .option("kafka.bootstrap.servers", {settings.kafka_bootstrap_servers!r})
+         .option("subscribe", {topic!r}).option("startingOffsets", "earliest").load()
+         .selectExpr("CAST(value AS STRING) AS v").writeStream.format("parquet")
+         .option("path", {str(tmp_path / 'out')!r})
+         .option("checkpointLocation", {str(tmp_path / 'ckpt')!r})
+         .trigger(availableNow=True).start())
+query.awaitTermination()
+streamed = spark.read.parquet({str(tmp_path / 'out')!r}).count()
+driver = spark._jvm.org.apache.spark.util.Utils.classForName("org.postgresql.Driver", True, False)
+print("RESULT" + json.dumps({{"batch": sorted(json.loads(r.v)["id"] for r in rows),
+                             "streamed": streamed, "driver": driver.getName()}}))
+spark.stop()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("RESULT")), None)
+    assert line, result.stderr[-3000:]
+    got = json.loads(line[len("RESULT"):])
+    assert got == {"batch": [m["id"] for m in sent], "streamed": len(sent), "driver": "org.postgresql.Driver"}
+
+
+def test_mlflow_tracks_a_run(settings):
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(f"stack-test-{uuid.uuid4().hex[:6]}")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("answer", 42)
+        mlflow.log_text("artifact body", "probe.txt")
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    assert client.get_run(run.info.run_id).data.metrics["answer"] == 42
+    assert client.download_artifacts(run.info.run_id, "probe.txt") and True
+    body = Path(client.download_artifacts(run.info.run_id, "probe.txt")).read_text()
+    assert body == "artifact body"
+
+
+def _airflow_token(settings) -> str:
+    env = environment(ROOT / ".env")
+    request = urllib.request.Request(
+        f"{settings.airflow_url}/auth/token", method="POST",
+        data=json.dumps({"username": "admin", "password": env["AIRFLOW_ADMIN_PASSWORD"]}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["access_token"]
+
+
+def test_airflow_api_lists_the_project_dags(settings):
+    token = _airflow_token(settings)
+    expected = {path.stem for path in (ROOT / "dags").glob("*.py")}
+    deadline = time.monotonic() + 120  # the dag-processor parses new files every 20 s
+    dag_ids: set[str] = set()
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(f"{settings.airflow_url}/api/v2/dags?limit=100",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            dag_ids = {dag["dag_id"] for dag in json.loads(response.read())["dags"]}
+        if expected <= dag_ids:
+            break
+        time.sleep(3)
+    assert expected <= dag_ids
+    with urllib.request.urlopen(f"{settings.airflow_url}/api/v2/monitor/health", timeout=10) as response:
+        health = json.loads(response.read())
+    assert {part["status"] for part in health.values()} == {"healthy"}
+
+
+def test_label_studio_api_with_the_token(settings):
+    from label_studio_sdk import LabelStudio
+
+    client = LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key)
+    assert isinstance(list(client.projects.list()), list)
+    bad = LabelStudio(base_url=settings.label_studio_url, api_key="0" * 40)
+    with pytest.raises(Exception, match="401|403|nvalid|uthenticat"):
+        list(bad.projects.list())
+
+
+def test_health_cli_reports_every_service_up(settings):
+    result = subprocess.run([sys.executable, "-m", "ai_tweets.cli", "health"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok ") == 5

@@ -1,0 +1,51 @@
+"""The local-stack manager's pure parts: generated secrets, ports from settings, service list."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from localstack.runtime import PLACEHOLDER, Context, ensure_env_file, read_pid
+from localstack.services import SERVICES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_env_file_gets_random_secrets_and_is_private(tmp_path):
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env.example")
+    env_file = ensure_env_file(tmp_path)
+    text = env_file.read_text()
+    assert PLACEHOLDER not in text.replace(f"# `{PLACEHOLDER}`", "")
+    assert env_file.stat().st_mode & 0o077 == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(ROOT / ".env.example", other / ".env.example")
+    assert ensure_env_file(other).read_text() != text, "secrets must be random per machine"
+    env_file.write_text("KEEP=1\n")
+    assert ensure_env_file(tmp_path).read_text() == "KEEP=1\n", "an existing .env is never overwritten"
+
+
+def test_every_placeholder_in_env_example_is_a_secret_the_stack_generates():
+    lines = [ln for ln in (ROOT / ".env.example").read_text().splitlines() if ln.endswith(f"={PLACEHOLDER}")]
+    assert {ln.split("=")[0] for ln in lines} >= {"POSTGRES_PASSWORD", "STREAMINGDB_PASSWORD",
+                                                  "LABEL_STUDIO_API_KEY", "AIRFLOW_ADMIN_PASSWORD"}
+
+
+def test_services_are_unique_and_ports_do_not_collide(tmp_path):
+    names = [service.name for service in SERVICES]
+    assert len(names) == len(set(names))
+    assert names[0] == "postgres" and SERVICES[0].blocks, "the database starts first"
+    env = {key: value for key, value in
+           (ln.split("=", 1) for ln in (ROOT / ".env.example").read_text().splitlines()
+            if "=" in ln and not ln.startswith("#"))}
+    ctx = Context(root=ROOT, local=tmp_path, env=env, settings=None)  # ports need only env
+    ports = [port for service in SERVICES for port in service.ports(ctx)]
+    assert len(ports) == len(set(ports)), ports
+
+
+def test_pid_file_reading(tmp_path):
+    assert read_pid(tmp_path / "missing.pid") is None
+    (tmp_path / "bad.pid").write_text("garbage")
+    assert read_pid(tmp_path / "bad.pid") is None
+    (tmp_path / "ok.pid").write_text("123\n")
+    assert read_pid(tmp_path / "ok.pid") == 123

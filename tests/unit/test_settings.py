@@ -1,0 +1,121 @@
+"""Settings: good values load, hostile or missing ones stop with a message naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from psycopg import sql
+
+from ai_tweets.settings import SettingsError, load_settings, read_env_file
+from ai_tweets.tables import dedup_table_name, identifier, raw_table_name, split_table_name
+
+GOOD = {
+    "STREAMINGDB_URL": "postgresql://streaming@127.0.0.1:55432/streamingdb",
+    "STREAMINGDB_PASSWORD": "s3cret",
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:59092",
+    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+    "MODEL_SERVING_URL": "http://127.0.0.1:5001",
+    "LABEL_STUDIO_URL": "http://127.0.0.1:8081",
+    "AIRFLOW_URL": "http://127.0.0.1:8080",
+}
+
+
+def load(**overrides: str):
+    return load_settings({**GOOD, **overrides})
+
+
+def test_defaults():
+    settings = load()
+    assert settings.tweets_topic == "tweets"
+    assert settings.raw_table_prefix == "raw_tweet_dataset"
+    assert settings.dataset_version == 0
+    assert settings.model_name == "ai-tweet-classifier"
+    assert settings.x_bearer_token is None
+    assert raw_table_name(settings) == "raw_tweet_dataset_0"
+    assert dedup_table_name(settings) == "deduplicated_raw_tweet_dataset_0"
+    assert split_table_name("snorkel_train", settings) == "snorkel_train_dataset_0"
+
+
+def test_version_changes_every_table_name():
+    settings = load(DATASET_VERSION="1")
+    assert raw_table_name(settings) == "raw_tweet_dataset_1"
+    assert split_table_name("test", settings) == "test_dataset_1"
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ['x"; drop table y; --', "Raw", "1abc", "raw-tweets", "raw tweets", "raw;", "ra\u00efw", "a" * 60],
+)
+def test_hostile_prefix_is_refused(prefix):
+    with pytest.raises(SettingsError, match="RAW_TABLE_PREFIX"):
+        load(RAW_TABLE_PREFIX=prefix)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATASET_VERSION", "-1"),
+        ("DATASET_VERSION", "1; drop"),
+        ("DATASET_VERSION", "v2"),
+        ("STREAMINGDB_URL", "mysql://x@h:1/streamingdb"),
+        ("STREAMINGDB_URL", "postgresql://x@h:1/otherdb"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "localhost"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "h:1,bad host:2"),
+        ("TWEETS_TOPIC", "tweets/../x"),
+        ("MLFLOW_TRACKING_URI", "ftp://h"),
+        ("MODEL_SERVING_URL", "http://h:notaport"),
+        ("MODEL_NAME", "bad name!"),
+        ("LABEL_STUDIO_API_KEY", "change-me"),
+    ],
+)
+def test_bad_value_names_the_variable(variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        load(**{variable: value})
+
+
+@pytest.mark.parametrize(
+    "variable", ["STREAMINGDB_URL", "KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "LABEL_STUDIO_URL"]
+)
+def test_missing_required_setting_names_it(variable):
+    env = {k: v for k, v in GOOD.items() if k != variable}
+    with pytest.raises(SettingsError, match=f"{variable} is not set"):
+        load_settings(env)
+
+
+def test_optional_secret_is_required_by_the_stage_that_needs_it():
+    settings = load()
+    with pytest.raises(SettingsError, match="X_BEARER_TOKEN"):
+        settings.require("x_bearer_token")
+    assert load(X_BEARER_TOKEN="abc").require("x_bearer_token") == "abc"
+
+
+def test_conninfo_quotes_the_password():
+    settings = load(STREAMINGDB_PASSWORD="it's a \\ pass")
+    assert "password='it\\'s a \\\\ pass'" in settings.streamingdb_conninfo
+    assert "dbname='streamingdb'" in settings.streamingdb_conninfo
+    assert settings.jdbc_url == "jdbc:postgresql://127.0.0.1:55432/streamingdb"
+
+
+def test_identifier_is_driver_quoted_and_validated():
+    assert isinstance(identifier("raw_tweet_dataset_0"), sql.Identifier)
+    with pytest.raises(SettingsError):
+        identifier('x"; drop table y; --')
+
+
+def test_env_file_parsing(tmp_path):
+    path = tmp_path / ".env"
+    path.write_text("# comment\nA=1\nexport B='two words'\n\nC=\"3\"\n")
+    assert read_env_file(path) == {"A": "1", "B": "two words", "C": "3"}
+    path.write_text("not a setting\n")
+    with pytest.raises(SettingsError, match=":1:"):
+        read_env_file(path)
+
+
+def test_environment_wins_over_env_file(tmp_path, monkeypatch):
+    from ai_tweets.settings import environment
+
+    path = tmp_path / ".env"
+    path.write_text("TWEETS_TOPIC=from_file\nDATASET_VERSION=3\n")
+    monkeypatch.setenv("TWEETS_TOPIC", "from_env")
+    merged = environment(path)
+    assert merged["TWEETS_TOPIC"] == "from_env"
+    assert merged["DATASET_VERSION"] == "3"
