@@ -5,7 +5,11 @@ STACK := $(PYTHON) localstack/stack.py
 VENV_BIN = $(shell $(PYTHON) -c "import sys; sys.path[:0] = ['include', '.']; from localstack.runtime import venv_path; from pathlib import Path; print(venv_path('pipeline', Path('requirements.txt')) / 'bin')")
 SERVICES ?=
 
-.PHONY: help install up down status logs test test-unit lint clean
+SOURCE ?= generate
+FILE ?=
+COUNT ?= 20000
+
+.PHONY: help install up down status logs demo test test-unit lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,6 +28,12 @@ status: ## show each service's state and URL
 
 logs: ## show a service's log: make logs SERVICES=kafka
 	$(STACK) logs $(SERVICES)
+
+demo: up ## the main job: bring the stack up and run the pipeline's DAGs through Airflow
+	$(VENV_BIN)/ai-tweets demo --source $(SOURCE) $(if $(FILE),--file $(FILE)) --count $(COUNT)
+
+bench: up ## benchmarks on the local stack; figures printed
+	$(VENV_BIN)/python benchmarks/capture_throughput.py
 
 lint: install ## ruff over the whole project
 	$(VENV_BIN)/ruff check .

@@ -358,6 +358,10 @@ def _airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        # Spark jobs run in local mode next to the worker; workers use the pipeline's python.
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        "PYSPARK_PYTHON": str(ctx.pipeline_venv / "bin" / "python"),
+        "SPARK_JARS_DIR": str(ctx.local / "jars" / "spark"),
     }
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from ai_tweets.settings import SettingsError, load_settings
 
@@ -33,6 +37,52 @@ def _health_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _versioned_settings(args: argparse.Namespace):
+    return load_settings(raw_table_prefix=args.raw_table_prefix, dataset_version=args.dataset_version)
+
+
+def _capture_command(args: argparse.Namespace) -> int:
+    from ai_tweets.capture import produce_tweets
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    report = produce_tweets(args.source, count=args.count, seconds=args.seconds, file=args.file,
+                            seed=args.seed, rate=args.rate, loop=args.loop, settings=load_settings(),
+                            stop=stop)
+    print("capture: " + ", ".join(f"{key} {value}" for key, value in report.items()))
+    return 0
+
+
+def _ingest_command(args: argparse.Namespace) -> int:
+    from ai_tweets.ingest import IngestOptions, start_ingest
+    from ai_tweets.spark import spark_session
+
+    settings = _versioned_settings(args)
+    options = IngestOptions(available_now=args.available_now, trigger_seconds=args.trigger_seconds,
+                            max_offsets_per_trigger=args.max_offsets, starting_offsets=args.starting_offsets,
+                            checkpoint_dir=args.checkpoint_dir)
+    spark = spark_session("ai-tweets-ingest")
+    query = start_ingest(spark, settings, options)
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+    spark.stop()
+    return 0
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from ai_tweets.airflow_api import AirflowError
+    from ai_tweets.demo import run_demo
+
+    try:
+        run_demo(args.source, str(args.file) if args.file else None, args.count)
+    except AirflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ai-tweets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -42,16 +92,51 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("services", nargs="*", metavar="SERVICE",
                         help="postgres, kafka, mlflow, label_studio, airflow (default: all)")
     health.set_defaults(handler=_health_command)
+
+    capture = commands.add_parser("capture", help="tweets from a source → Kafka topic (bounded or not)")
+    capture.add_argument("--source", choices=["x", "replay", "generate"], default="generate")
+    capture.add_argument("--file", type=Path, help="JSONL file for --source replay")
+    capture.add_argument("--count", type=int, default=0, help="stop after N tweets (0: no limit)")
+    capture.add_argument("--seconds", type=float, help="stop after T seconds")
+    capture.add_argument("--rate", type=float, help="tweets per second (default: as fast as possible)")
+    capture.add_argument("--loop", action="store_true", help="replay the file again and again")
+    capture.add_argument("--seed", type=int, default=0, help="generator seed (reproducible stream)")
+    capture.set_defaults(handler=_capture_command)
+
+    ingest = commands.add_parser("ingest", help="Spark streaming: Kafka topic → raw table in streamingdb")
+    ingest.add_argument("--available-now", action="store_true",
+                        help="process what the topic holds, then stop (bounded capture runs)")
+    ingest.add_argument("--trigger-seconds", type=float, default=2.0)
+    ingest.add_argument("--max-offsets", type=int, default=200_000, help="max messages per micro-batch")
+    ingest.add_argument("--starting-offsets", choices=["earliest", "latest"], default="earliest")
+    ingest.add_argument("--checkpoint-dir", type=Path, help="default: DATA_DIR/checkpoints/ingest/TABLE")
+    demo = commands.add_parser("demo", help="drive the DAGs through Airflow on the running stack")
+    demo.add_argument("--source", choices=["generate", "replay", "x"], default="generate")
+    demo.add_argument("--file", type=Path, help="JSONL file for --source replay")
+    demo.add_argument("--count", type=int, default=20_000, help="tweets to generate")
+    demo.set_defaults(handler=_demo_command)
+
+    ingest.add_argument("--raw-table-prefix", help="override RAW_TABLE_PREFIX")
+    ingest.add_argument("--dataset-version", help="override DATASET_VERSION")
+    ingest.set_defaults(handler=_ingest_command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    from ai_tweets.kafka import KafkaUnavailable
+    from ai_tweets.storage import DatabaseUnavailable
+
     try:
         return args.handler(args)
     except SettingsError as exc:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
+    except (KafkaUnavailable, DatabaseUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ project's own serialized form. Anything that cannot become a valid tweet raises
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 MAX_TEXT_CHARS = 10_000  # X allows 25,000 for long posts; beyond this it is not a tweet we want
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -29,6 +30,14 @@ class MalformedTweet(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class MalformedInput:
+    """Input a source could not turn into a tweet, kept as it came, with the reason."""
+
+    raw: bytes
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -55,13 +64,28 @@ class Tweet:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["id"] = str(self.id)  # JSON readers elsewhere (JavaScript, Spark) lose int64 precision
-        data["created_at"] = self.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        return data
+        """JSON-ready: lists for arrays, the id as a string (JavaScript and Spark readers lose
+        int64 precision), UTC ISO time; `raw` is shared, not copied."""
+        return {
+            "id": str(self.id),
+            "text": self.text,
+            "created_at": self.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "author_id": self.author_id,
+            "author_handle": self.author_handle,
+            "lang": self.lang,
+            "is_retweet": self.is_retweet,
+            "is_reply": self.is_reply,
+            "hashtags": list(self.hashtags),
+            "mentions": list(self.mentions),
+            "urls": [{"url": u.url, "expanded_url": u.expanded_url, "display_url": u.display_url}
+                     for u in self.urls],
+            "source": self.source,
+            "raw": self.raw,
+        }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    def to_json(self) -> bytes:
+        """The Kafka message value (UTF-8 JSON)."""
+        return msgspec.json.encode(self.to_dict())
 
 
 def _tweet_id(value: Any) -> int:
@@ -109,8 +133,8 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _unique(items: list[str | None]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(item for item in items if item))
+def _unique(items: list[Any]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(item for item in items if item and isinstance(item, str)))
 
 
 def _entity_urls(entities: list[Any], *expanded_keys: str) -> tuple[TweetUrl, ...]:
@@ -285,11 +309,14 @@ def normalize(payload: dict[str, Any]) -> Tweet:
     """Any supported payload: v2 (`data`), v1.1 (`id_str`/`user`) or the normalized form."""
     if not isinstance(payload, dict):
         raise MalformedTweet(f"payload is not a JSON object but {type(payload).__name__}")
-    if "data" in payload:
-        return normalize_v2(payload)
-    if "id_str" in payload or "user" in payload or "extended_tweet" in payload:
-        return normalize_v1(payload)
-    return from_dict(payload)
+    try:
+        if "data" in payload:
+            return normalize_v2(payload)
+        if "id_str" in payload or "user" in payload or "extended_tweet" in payload:
+            return normalize_v1(payload)
+        return from_dict(payload)
+    except (AttributeError, TypeError) as exc:  # a nested field of the wrong type, e.g. "user": "bob"
+        raise MalformedTweet(f"unexpected structure: {exc}") from exc
 
 
 def parse_message(value: bytes | str | None) -> Tweet:
@@ -299,7 +326,11 @@ def parse_message(value: bytes | str | None) -> Tweet:
     if len(value) > MAX_MESSAGE_BYTES:
         raise MalformedTweet(f"message too large: {len(value)} bytes (max {MAX_MESSAGE_BYTES})")
     try:
-        payload = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = msgspec.json.decode(value.decode() if isinstance(value, bytes) else value)
+    except UnicodeDecodeError as exc:
+        raise MalformedTweet(f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except msgspec.DecodeError as exc:
         raise MalformedTweet(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise MalformedTweet("invalid JSON: nested too deeply") from exc
     return normalize(payload)

@@ -44,6 +44,9 @@ class Settings:
     label_studio_api_key: str | None
     airflow_url: str
     x_bearer_token: str | None
+    x_api_base_url: str | None
+    x_keywords_file: Path | None
+    x_capture_mode: str
     data_dir: Path
 
     def require(self, field: str) -> str:
@@ -216,14 +219,25 @@ def _table_prefix(env: Mapping[str, str], version: int) -> str:
     return value
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raise SettingsError naming the first bad one."""
-    env = environment() if env is None else env
+def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int | None) -> Settings:
+    """Read and validate every setting; raise SettingsError naming the first bad one.
+
+    `overrides` (e.g. dataset_version=1 from a DAG parameter) win over the environment and
+    are validated the same way.
+    """
+    env = dict(environment() if env is None else env)
+    env.update({key.upper(): str(value) for key, value in overrides.items() if value not in (None, "")})
     version = _dataset_version(env)
     model_name = env.get("MODEL_NAME", "").strip() or "ai-tweet-classifier"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", model_name):
         raise SettingsError(f"MODEL_NAME={model_name!r} must be letters, digits, '.', '_' or '-'.")
     data_dir = Path(env.get("DATA_DIR", "").strip() or ".local/data")
+    keywords_file = env.get("X_STREAM_KEYWORDS_FILE", "").strip()
+    if keywords_file and not Path(keywords_file).is_file():
+        raise SettingsError(f"X_STREAM_KEYWORDS_FILE={keywords_file!r} is not a file.")
+    capture_mode = env.get("X_CAPTURE_MODE", "").strip() or "stream"
+    if capture_mode not in {"stream", "recent"}:
+        raise SettingsError(f"X_CAPTURE_MODE={capture_mode!r} must be `stream` or `recent`.")
     return Settings(
         streamingdb_url=_streamingdb_url(env),
         streamingdb_password=_secret(env, "STREAMINGDB_PASSWORD"),
@@ -238,5 +252,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         label_studio_api_key=_secret(env, "LABEL_STUDIO_API_KEY"),
         airflow_url=_http_url(env, "AIRFLOW_URL"),
         x_bearer_token=_secret(env, "X_BEARER_TOKEN"),
+        x_api_base_url=_http_url(env, "X_API_BASE_URL") if env.get("X_API_BASE_URL", "").strip() else None,
+        x_keywords_file=Path(keywords_file) if keywords_file else None,
+        x_capture_mode=capture_mode,
         data_dir=data_dir if data_dir.is_absolute() else PROJECT_ROOT / data_dir,
     )

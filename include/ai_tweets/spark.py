@@ -10,15 +10,22 @@ from ai_tweets.settings import PROJECT_ROOT, SettingsError
 
 
 def spark_jars() -> list[str]:
-    """The Kafka connector and Postgres JDBC jars, fetched from Maven Central by `make install`."""
+    """The Kafka connector and Postgres JDBC jars, fetched from Maven Central by `make install`.
+
+    Empty when Spark ships them already (the Docker image copies them into pyspark's jars).
+    """
     folder = Path(os.environ.get("SPARK_JARS_DIR") or PROJECT_ROOT / ".local" / "jars" / "spark")
     jars = sorted(str(path) for path in folder.glob("*.jar"))
-    if not jars:
-        raise SettingsError(
-            f"SPARK_JARS_DIR={folder} holds no jars: run `make install` (fetches the Kafka "
-            f"connector and the Postgres JDBC driver), or point SPARK_JARS_DIR at them."
-        )
-    return jars
+    if jars:
+        return jars
+    import pyspark
+
+    if list((Path(pyspark.__file__).parent / "jars").glob("spark-sql-kafka-0-10_*.jar")):
+        return []
+    raise SettingsError(
+        f"SPARK_JARS_DIR={folder} holds no jars and Spark has no Kafka connector: run `make install` "
+        f"(fetches the connector and the Postgres JDBC driver), or point SPARK_JARS_DIR at them."
+    )
 
 
 def spark_session(app_name: str, master: str | None = None, shuffle_partitions: int = 4):
@@ -28,14 +35,20 @@ def spark_session(app_name: str, master: str | None = None, shuffle_partitions: 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     jars = spark_jars()
-    return (
-        SparkSession.builder.appName(app_name)
-        .master(master or os.environ.get("SPARK_MASTER", "local[2]"))
-        .config("spark.jars", ",".join(jars))
+    builder = SparkSession.builder.appName(app_name)
+    # Under spark-submit (which starts the JVM and hands it to Python through the gateway
+    # variables) the master comes from its command line.
+    if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[2]"))
+    if jars:
         # JDBC's DriverManager only sees the application class path.
-        .config("spark.driver.extraClassPath", ":".join(jars))
+        builder = builder.config("spark.jars", ",".join(jars)).config(
+            "spark.driver.extraClassPath", ":".join(jars))
+    return (
+        builder
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "1g"))
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()

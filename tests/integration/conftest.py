@@ -44,3 +44,12 @@ def settings(local_stack):
     from ai_tweets.settings import environment, load_settings
 
     return load_settings(environment(ROOT / ".env"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real 2020 tweets beside the project; tests that need them skip when absent."""
+    folder = ROOT.parent / "shared" / "data"
+    if not (folder / "tweets_2020_v1_full.jsonl").exists():
+        pytest.skip(f"real tweet files not found in {folder} (only present in the development workspace)")
+    return folder

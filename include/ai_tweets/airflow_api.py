@@ -1,0 +1,91 @@
+"""A small client of Airflow 3's REST API: log in, unpause, trigger and wait for DAG runs.
+
+Used by `make demo` and the end-to-end tests to drive the real DAGs through Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+FINISHED = {"success", "failed"}
+
+
+class AirflowError(RuntimeError):
+    """The API refused a call or a run failed; the message says which and why."""
+
+
+class AirflowClient:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._token = self._login(username, password)
+
+    def _request(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if token or getattr(self, "_token", None):
+            headers["Authorization"] = f"Bearer {token or self._token}"
+        request = urllib.request.Request(f"{self.base_url}{path}", method=method, headers=headers,
+                                         data=None if body is None else json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise AirflowError(f"Airflow {method} {path}: HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise AirflowError(f"Airflow at {self.base_url} is not answering ({exc}); `make status`") from exc
+        return json.loads(raw) if raw else None
+
+    def _login(self, username: str, password: str) -> str:
+        answer = self._request("POST", "/auth/token", {"username": username, "password": password})
+        return answer["access_token"]
+
+    def dag_ids(self) -> set[str]:
+        return {dag["dag_id"] for dag in self._request("GET", "/api/v2/dags?limit=1000")["dags"]}
+
+    def wait_for_dags(self, dag_ids: set[str], timeout: float = 180) -> None:
+        """Wait until the dag-processor has parsed every DAG in `dag_ids`."""
+        deadline = time.monotonic() + timeout
+        while not dag_ids <= (found := self.dag_ids()):
+            if time.monotonic() > deadline:
+                raise AirflowError(f"DAGs not parsed after {timeout:.0f} s: {sorted(dag_ids - found)}")
+            time.sleep(3)
+
+    def unpause(self, dag_id: str) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                            {"logical_date": None, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}")["state"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        answer = self._request(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}/taskInstances")
+        return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
+
+    def wait(self, dag_id: str, run_id: str, timeout: float = 1800, progress_every: float = 15,
+             echo=print) -> str:
+        """Wait for a run to finish, printing task states now and then; raise if it failed."""
+        began = time.monotonic()
+        last = 0.0
+        while (state := self.run_state(dag_id, run_id)) not in FINISHED:
+            now = time.monotonic()
+            if now - began > timeout:
+                raise AirflowError(f"{dag_id} run {run_id} still {state} after {timeout:.0f} s")
+            if now - last >= progress_every:
+                tasks = ", ".join(f"{task}={s}" for task, s in self.task_states(dag_id, run_id).items())
+                echo(f"  … {dag_id}: {state} ({now - began:.0f} s) {tasks}")
+                last = now
+            time.sleep(2)
+        if state != "success":
+            raise AirflowError(f"{dag_id} run {run_id} {state}: {self.task_states(dag_id, run_id)}; "
+                               f"see the task logs in the Airflow UI")
+        return state

@@ -1,0 +1,10 @@
+"""Airflow Assets that chain the stages (imported by the DAG files only).
+
+Each event carries the dataset version and row counts in its `extra`, so a downstream DAG
+knows which version to work on.
+"""
+
+from airflow.sdk import Asset
+
+# The raw table of a dataset version in streamingdb (`{prefix}_{version}`).
+RAW_TWEETS = Asset("raw_tweets")

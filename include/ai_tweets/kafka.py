@@ -1,0 +1,139 @@
+"""Capture, first half: tweets from any source → Kafka topic `tweets`.
+
+Key = tweet id, value = the normalized tweet JSON (`Tweet.to_json`). The producer is
+idempotent (`enable.idempotence`, `acks=all`), compresses, counts delivery callbacks and
+prints a progress line every few seconds. Input that is not a valid tweet is forwarded
+as it came, so that the ingest job quarantines it with its reason: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ai_tweets.schema import MalformedInput, Tweet
+from ai_tweets.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOPIC_PARTITIONS = 4
+
+
+class KafkaUnavailable(RuntimeError):
+    """The brokers did not answer in time; the message names them."""
+
+
+@dataclass
+class ProduceReport:
+    sent: int = 0
+    malformed_forwarded: int = 0
+    delivered: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (f"sent {self.sent:,} (malformed forwarded {self.malformed_forwarded:,}), "
+                f"delivered {self.delivered:,}, failed {self.failed:,}, "
+                f"{self.rate:,.0f} tweets/s over {self.seconds:.1f} s")
+
+
+def producer_config(settings: Settings) -> dict:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "enable.idempotence": True,  # implies acks=all and ordered, de-duplicated retries
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        "batch.size": 1_000_000,
+        "queue.buffering.max.messages": 500_000,
+        "message.timeout.ms": 300_000,
+        "client.id": "ai-tweets-capture",
+    }
+
+
+def ensure_topic(settings: Settings, partitions: int = TOPIC_PARTITIONS, timeout: float = 30) -> None:
+    """Create the tweets topic if missing (auto-creation would give it one partition)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    try:
+        if settings.tweets_topic in admin.list_topics(timeout=timeout).topics:
+            return
+        futures = admin.create_topics([NewTopic(settings.tweets_topic, partitions, 1)])
+        futures[settings.tweets_topic].result(timeout)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" in str(exc):
+            return
+        raise KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: cannot create topic "
+                               f"{settings.tweets_topic!r} ({exc}). Is the stack up (`make status`)?"
+                               ) from exc
+
+
+def produce(items: Iterable[Tweet | MalformedInput], settings: Settings, max_tweets: int | None = None,
+            max_seconds: float | None = None, stop: threading.Event | None = None,
+            progress_every: float = 5.0, flush_timeout: float = 120.0) -> ProduceReport:
+    """Send items until the source ends, `max_tweets` or `max_seconds` is reached, or `stop` is set."""
+    from confluent_kafka import KafkaError, KafkaException, Producer
+
+    ensure_topic(settings)
+    report = ProduceReport()
+    producer = Producer(producer_config(settings))
+
+    def delivered(error, _message) -> None:
+        if error is None:
+            report.delivered += 1
+        else:
+            report.failed += 1
+            if len(report.errors) < 20:
+                report.errors.append(str(error))
+
+    began = time.monotonic()
+    next_progress = began + progress_every
+    topic = settings.tweets_topic
+    for item in items:
+        if isinstance(item, Tweet):
+            key, value = str(item.id).encode(), item.to_json()
+        else:
+            key, value = None, item.raw
+            report.malformed_forwarded += 1
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.1)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                report.failed += 1
+                report.errors.append(f"message of {len(value):,} bytes is larger than Kafka accepts")
+                break
+        report.sent += 1
+        producer.poll(0)
+        now = time.monotonic()
+        if now >= next_progress:
+            report.seconds = now - began
+            log.info("capture progress: %s", report.line())
+            next_progress = now + progress_every
+        if (max_tweets is not None and report.sent >= max_tweets) or \
+                (max_seconds is not None and now - began >= max_seconds) or (stop and stop.is_set()):
+            break
+    remaining = producer.flush(flush_timeout)
+    report.seconds = time.monotonic() - began
+    if remaining:
+        raise KafkaUnavailable(
+            f"Kafka at {settings.kafka_bootstrap_servers}: {remaining:,} messages not delivered after "
+            f"{flush_timeout:.0f} s ({report.line()}). Is the broker up (`make status`)?")
+    if report.failed:
+        raise KafkaUnavailable(f"{report.failed:,} messages failed: {report.errors[:3]} ({report.line()})")
+    log.info("capture done: %s", report.line())
+    return report

@@ -1,0 +1,148 @@
+"""PostgreSQL access of the pipeline: connections with retry, the raw and quarantine
+tables, and fast idempotent writes (COPY into a staging table, then INSERT … ON CONFLICT).
+
+Table names come from `ai_tweets.tables` and are always quoted with `sql.Identifier`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from ai_tweets.settings import Settings
+from ai_tweets.tables import identifier
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_TABLE = "ingest_quarantine"
+
+# Every column of a raw table except ingested_at, in COPY order.
+RAW_COLUMNS = (
+    "tweet_id", "text", "created_at", "author_id", "author_handle", "lang", "is_retweet",
+    "is_reply", "hashtags", "mentions", "urls", "tweet", "kafka_partition", "kafka_offset",
+)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """PostgreSQL did not answer after the retries; the message names the address."""
+
+
+def connect(settings: Settings, attempts: int = 6, first_delay: float = 1.0,
+            autocommit: bool = False) -> psycopg.Connection:
+    """Connect to streamingdb, retrying with exponential backoff while the server is down."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return psycopg.connect(settings.streamingdb_conninfo, connect_timeout=10, autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            if attempt == attempts:
+                raise DatabaseUnavailable(
+                    f"PostgreSQL at {settings.streamingdb_url} is not answering after {attempts} "
+                    f"attempts ({str(exc).strip()}). Is the stack up (`make status`)?"
+                ) from exc
+            log.warning("PostgreSQL not answering (attempt %d/%d), retrying in %.0f s: %s",
+                        attempt, attempts, delay, str(exc).strip())
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
+    raise AssertionError("unreachable")
+
+
+def ensure_raw_table(conn: psycopg.Connection, table: str) -> None:
+    """The raw table of one dataset version; idempotent: primary key tweet_id."""
+    conn.execute(sql.SQL("""
+        CREATE TABLE IF NOT EXISTS {table} (
+            tweet_id        bigint PRIMARY KEY,
+            text            text NOT NULL,
+            created_at      timestamptz NOT NULL,
+            author_id       text,
+            author_handle   text,
+            lang            text,
+            is_retweet      boolean NOT NULL,
+            is_reply        boolean NOT NULL,
+            hashtags        text[] NOT NULL,
+            mentions        text[] NOT NULL,
+            urls            jsonb NOT NULL,
+            tweet           json NOT NULL,
+            kafka_partition integer,
+            kafka_offset    bigint,
+            ingested_at     timestamptz NOT NULL DEFAULT now()
+        )""").format(table=identifier(table)))
+    ensure_quarantine_table(conn)
+
+
+def ensure_quarantine_table(conn: psycopg.Connection) -> None:
+    """Messages that are not valid tweets, kept byte for byte with where they came from and why."""
+    conn.execute(sql.SQL("""
+        CREATE TABLE IF NOT EXISTS {table} (
+            target_table    text NOT NULL,
+            topic           text NOT NULL,
+            kafka_partition integer NOT NULL,
+            kafka_offset    bigint NOT NULL,
+            message_key     bytea,
+            message_value   bytea,
+            reason          text NOT NULL,
+            quarantined_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (target_table, topic, kafka_partition, kafka_offset)
+        )""").format(table=identifier(QUARANTINE_TABLE)))
+
+
+@dataclass(frozen=True)
+class QuarantinedMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+
+
+def copy_upsert(conn: psycopg.Connection, table: str, columns: Sequence[str],
+                rows: Iterable[Sequence], conflict: Sequence[str]) -> int:
+    """COPY rows into a temporary staging table, then insert the new ones; returns how many.
+
+    Idempotent: rows whose `conflict` key exists already are left as they are, so a replayed
+    batch changes nothing.
+    """
+    stage = f"stage_{table}"[:63]
+    column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
+    conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS)")
+                 .format(stage=sql.Identifier(stage), table=identifier(table)))
+    conn.execute(sql.SQL("TRUNCATE {stage}").format(stage=sql.Identifier(stage)))
+    with conn.cursor().copy(sql.SQL("COPY {stage} ({columns}) FROM STDIN")
+                            .format(stage=sql.Identifier(stage), columns=column_list)) as copy:
+        for row in rows:
+            copy.write_row(row)
+    inserted = conn.execute(sql.SQL(
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT ({key}) DO NOTHING"
+    ).format(table=identifier(table), columns=column_list, stage=sql.Identifier(stage),
+             key=sql.SQL(", ").join(map(sql.Identifier, conflict)))).rowcount
+    return inserted
+
+
+def write_quarantine(conn: psycopg.Connection, target_table: str,
+                     messages: Sequence[QuarantinedMessage]) -> int:
+    if not messages:
+        return 0
+    columns = ("target_table", "topic", "kafka_partition", "kafka_offset", "message_key",
+               "message_value", "reason")
+    rows = ((target_table, m.topic, m.partition, m.offset, m.key, m.value, m.reason) for m in messages)
+    return copy_upsert(conn, QUARANTINE_TABLE, columns, rows,
+                       ("target_table", "topic", "kafka_partition", "kafka_offset"))
+
+
+def count_rows(conn: psycopg.Connection, table: str) -> int:
+    return conn.execute(sql.SQL("SELECT count(*) FROM {table}").format(table=identifier(table))).fetchone()[0]
+
+
+def count_quarantined(conn: psycopg.Connection, target_table: str) -> int:
+    query = sql.SQL("SELECT count(*) FROM {q} WHERE target_table = %s").format(q=identifier(QUARANTINE_TABLE))
+    return conn.execute(query, (target_table,)).fetchone()[0]
+
+
+def table_exists(conn: psycopg.Connection, table: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'public."{table}"',)).fetchone()[0]

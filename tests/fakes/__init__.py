@@ -1,0 +1,1 @@
+"""In-process fakes of external services, so unit tests never touch the network."""
