@@ -4,6 +4,8 @@ PYTHON ?= python3
 STACK := $(PYTHON) localstack/stack.py
 VENV_BIN = $(shell $(PYTHON) -c "import sys; sys.path[:0] = ['include', '.']; from localstack.runtime import venv_path; from pathlib import Path; print(venv_path('pipeline', Path('requirements.txt')) / 'bin')")
 SERVICES ?=
+# The shared environment never contains the project: this checkout's package comes first.
+export PYTHONPATH := $(CURDIR)/include
 
 SOURCE ?= generate
 FILE ?=
@@ -30,7 +32,7 @@ logs: ## show a service's log: make logs SERVICES=kafka
 	$(STACK) logs $(SERVICES)
 
 demo: up ## the main job: bring the stack up and run the pipeline's DAGs through Airflow
-	$(VENV_BIN)/ai-tweets demo --source $(SOURCE) $(if $(FILE),--file $(FILE)) --count $(COUNT)
+	$(VENV_BIN)/python -m ai_tweets.cli demo --source $(SOURCE) $(if $(FILE),--file $(FILE)) --count $(COUNT)
 
 bench: up ## benchmarks on the local stack; figures printed
 	$(VENV_BIN)/python benchmarks/capture_throughput.py

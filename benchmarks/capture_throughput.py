@@ -47,7 +47,8 @@ def main() -> int:
     print("ingesting with Spark (available-now) …", flush=True)
     began = time.monotonic()
     job = subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "ingest.py"), "--available-now",
-                            "--max-offsets", str(args.max_offsets)], env={**os.environ, **env},
+                            "--max-offsets", str(args.max_offsets)],
+                           env={**os.environ, **env, "PYTHONPATH": str(ROOT / "include")},
                            stderr=subprocess.PIPE, text=True)
     batches = []  # (seconds since start when the batch ended, its own duration)
     for line in job.stderr:

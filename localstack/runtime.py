@@ -206,7 +206,9 @@ class Context:
     def base_env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW__")}
         env.update(self.env)
-        env["PATH"] = f"{self.pipeline_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["PATH"] = os.pathsep.join([str(self.local / "bin"), str(self.pipeline_venv / "bin"),
+                                       env.get("PATH", "")])
+        env["PYTHONPATH"] = str(self.root / "include")
         env["AI_TWEETS_ENV_FILE"] = str(self.root / ".env")
         return env
 
@@ -254,7 +256,8 @@ class Context:
         ]
 
     def shell_env(self) -> str:
-        return f"export PATH={self.pipeline_venv / 'bin'}:$PATH AI_TWEETS_ENV_FILE={self.root / '.env'}"
+        return (f"export PATH={self.local / 'bin'}:{self.pipeline_venv / 'bin'}:$PATH "
+                f"PYTHONPATH={self.root / 'include'} AI_TWEETS_ENV_FILE={self.root / '.env'}")
 
 
 def _group_members(pgid: int) -> list[int]:

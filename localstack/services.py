@@ -59,17 +59,21 @@ class Service:
 def install_pipeline_env(ctx: Context) -> None:
     venv = ensure_venv("pipeline", ctx.root / "requirements.txt", ctx.log_file("install"),
                        pre=[["--upgrade", "pip==25.3"]])
-    # The project itself, editable, pointing at this checkout (a clone reuses the env).
-    probe = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import ai_tweets, sys; sys.stdout.write(ai_tweets.__file__)"],
-                           capture_output=True, text=True)
-    expected = str(ctx.root / "include" / "ai_tweets" / "__init__.py")
-    if probe.returncode != 0 or probe.stdout != expected:
-        run_logged([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps",
-                    "--no-build-isolation", "-e", str(ctx.root)],
-                   "installing the ai_tweets package (editable)", ctx.log_file("install"))
-    activate = ctx.local / "activate"
-    activate.write_text(f"# source this file to use the pipeline environment\n{ctx.shell_env()}\n")
+    # The environment is shared by every clone, so the project is never installed into it:
+    # each clone puts its own include/ first on PYTHONPATH (base_env, .local/activate).
+    stale = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", "-q", "ai-tweets"],
+                           capture_output=True)
+    if stale.returncode == 0:
+        run_logged([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-y", "ai-tweets"],
+                   "removing a project install from the shared environment", ctx.log_file("install"))
+    bin_dir = ctx.local / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    cli = bin_dir / "ai-tweets"
+    cli.write_text(f'#!/bin/sh\nPYTHONPATH="{ctx.root / "include"}${{PYTHONPATH:+:$PYTHONPATH}}" '
+                   f'exec "{venv / "bin" / "python"}" -m ai_tweets.cli "$@"\n')
+    cli.chmod(0o755)
+    (ctx.local / "activate").write_text(
+        f"# source this file for the pipeline environment and the `ai-tweets` command\n{ctx.shell_env()}\n")
 
 
 def install_label_studio_env(ctx: Context) -> None:

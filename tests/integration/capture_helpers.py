@@ -20,6 +20,12 @@ from ai_tweets.tables import identifier
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def python_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python process that imports this checkout's package."""
+    path = os.pathsep.join(p for p in (str(ROOT / "include"), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 @dataclass
 class Isolated:
     """A topic, table prefix and checkpoint folder of their own, so tests never collide."""
@@ -42,19 +48,19 @@ class Isolated:
     def ingest(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """Run the Spark ingest job to completion (available-now) in its own process."""
         result = subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "ingest.py"), "--available-now",
-                                 *args], env={**os.environ, **self.env}, capture_output=True, text=True,
+                                 *args], env=python_env(**self.env), capture_output=True, text=True,
                                 timeout=timeout)
         assert result.returncode == 0, result.stderr[-4000:]
         return result
 
     def start_ingest(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "ingest.py"), *args],
-                                env={**os.environ, **self.env}, start_new_session=True,
+                                env=python_env(**self.env), start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def query(self, query: str, params: tuple = (), table: str | None = None) -> list[tuple]:
-        """Run `query`; `{table}` in it becomes the quoted table name."""
-        statement = sql.SQL(query).format(table=identifier(table)) if table else sql.SQL(query)
+    def query(self, query: str, params: tuple = (), **tables: str) -> list[tuple]:
+        """Run `query`; `{name}` placeholders become the quoted table names given as name=table."""
+        statement = sql.SQL(query).format(**{name: identifier(t) for name, t in tables.items()})
         with connect(self.settings) as conn:
             return conn.execute(statement, params).fetchall()
 
@@ -64,8 +70,17 @@ class Isolated:
             return 0, 0
         return self.query("SELECT count(*), count(DISTINCT tweet_id) FROM {table}", table=table)[0]
 
-    def checksum(self, table: str) -> str:
-        rows = self.query("SELECT tweet_id, text, tweet::text FROM {table} ORDER BY tweet_id", table=table)
+    @property
+    def raw_table(self) -> str:
+        from ai_tweets.tables import raw_table_name
+
+        return raw_table_name(self.settings)
+
+    def checksum(self, table: str, with_text: bool = True) -> str:
+        """sha256 over every row in tweet_id order (all columns, or all but the payload)."""
+        rows = self.query("SELECT * FROM {table} ORDER BY tweet_id", table=table)
+        if not with_text:
+            rows = [row[:1] + row[2:] for row in rows]
         return hashlib.sha256(repr(rows).encode()).hexdigest()
 
     def produce_raw(self, messages: list[tuple[bytes | None, bytes]]) -> None:

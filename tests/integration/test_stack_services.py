@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from capture_helpers import python_env
 
 from ai_tweets.settings import environment
 
@@ -83,7 +84,8 @@ print("RESULT" + json.dumps({{"batch": sorted(json.loads(r.v)["id"] for r in row
                              "streamed": streamed, "driver": driver.getName()}}))
 spark.stop()
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env=python_env())
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("RESULT")), None)
     assert line, result.stderr[-3000:]
     got = json.loads(line[len("RESULT"):])
@@ -147,6 +149,6 @@ def test_label_studio_api_with_the_token(settings):
 
 def test_health_cli_reports_every_service_up(settings):
     result = subprocess.run([sys.executable, "-m", "ai_tweets.cli", "health"], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, env=python_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok ") == 5
