@@ -8,3 +8,5 @@ from airflow.sdk import Asset
 
 # The raw table of a dataset version in streamingdb (`{prefix}_{version}`).
 RAW_TWEETS = Asset("raw_tweets")
+# The four split tables of a dataset version, with weak labels (`{split}_dataset_{version}`).
+DATASET_SPLITS = Asset("dataset_splits")

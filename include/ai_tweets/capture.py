@@ -33,5 +33,6 @@ def raw_table_report(raw_table_prefix: str | None = None, dataset_version: int |
     table = raw_table_name(settings)
     with connect(settings) as conn:
         ensure_raw_table(conn, table)
-        return {"table": table, "dataset_version": settings.dataset_version,
+        return {"table": table, "raw_table_prefix": settings.raw_table_prefix,
+                "dataset_version": settings.dataset_version,
                 "rows": count_rows(conn, table), "quarantined": count_quarantined(conn, table)}

@@ -83,6 +83,29 @@ def _demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_command(args: argparse.Namespace) -> int:
+    from ai_tweets.dataset import SplitSizes
+    from ai_tweets.prepare import prepare_all
+
+    sizes = SplitSizes(test=args.test_size, dev=args.dev_size, snorkel_train=args.snorkel_train_size)
+    report = prepare_all(args.raw_table_prefix, args.dataset_version, sizes, seed=args.seed)
+    dedup, splits = report["dedup"], report["splits"]
+    print(f"dedup: {dedup['raw_rows']:,} raw → {dedup['kept']:,} ({dedup['removed']:,} duplicates removed)")
+    print("splits: " + ", ".join(f"{name} {count:,}" for name, count in splits.items()))
+    for name, metrics in report["weak_labels"]["splits"].items():
+        print(f"weak labels {name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in metrics.items()))
+    return 0
+
+
+def _weak_label_command(args: argparse.Namespace) -> int:
+    from ai_tweets.prepare import score_file
+
+    count = score_file(args.input, args.output)
+    print(f"weak-label: {count:,} texts → {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ai-tweets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--max-offsets", type=int, default=200_000, help="max messages per micro-batch")
     ingest.add_argument("--starting-offsets", choices=["earliest", "latest"], default="earliest")
     ingest.add_argument("--checkpoint-dir", type=Path, help="default: DATA_DIR/checkpoints/ingest/TABLE")
+    prepare = commands.add_parser("prepare", help="dedup, split and weak-label a dataset version")
+    prepare.add_argument("--raw-table-prefix", help="override RAW_TABLE_PREFIX")
+    prepare.add_argument("--dataset-version", help="override DATASET_VERSION")
+    prepare.add_argument("--test-size", type=int, default=1_000)
+    prepare.add_argument("--dev-size", type=int, default=500)
+    prepare.add_argument("--snorkel-train-size", type=int, default=10_000)
+    prepare.add_argument("--seed", type=int, default=0)
+    prepare.set_defaults(handler=_prepare_command)
+
+    weak = commands.add_parser("weak-label",
+                               help="score a JSONL file of {\"text\": ...} with the latest label model")
+    weak.add_argument("--input", type=Path, required=True)
+    weak.add_argument("--output", type=Path, required=True, help="CSV: text,weak_label,weak_prob")
+    weak.set_defaults(handler=_weak_label_command)
+
     demo = commands.add_parser("demo", help="drive the DAGs through Airflow on the running stack")
     demo.add_argument("--source", choices=["generate", "replay", "x"], default="generate")
     demo.add_argument("--file", type=Path, help="JSONL file for --source replay")
@@ -126,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    from ai_tweets.dataset import DatasetTooSmall
     from ai_tweets.kafka import KafkaUnavailable
     from ai_tweets.storage import DatabaseUnavailable
 
@@ -134,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
-    except (KafkaUnavailable, DatabaseUnavailable) as exc:
+    except (KafkaUnavailable, DatabaseUnavailable, DatasetTooSmall, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
 

@@ -124,6 +124,25 @@ def copy_upsert(conn: psycopg.Connection, table: str, columns: Sequence[str],
     return inserted
 
 
+def update_columns(conn: psycopg.Connection, table: str, key: str, columns: Sequence[str],
+                   rows: Iterable[Sequence]) -> int:
+    """Set `columns` of existing rows, matched on `key`, from (key, *values) rows: one COPY
+    into a staging table and one UPDATE, not a statement per row."""
+    stage = f"upd_{table}"[:63]
+    names = sql.SQL(", ").join(map(sql.Identifier, (key, *columns)))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {stage}").format(stage=sql.Identifier(stage)))
+    conn.execute(sql.SQL("CREATE TEMP TABLE {stage} AS SELECT {names} FROM {table} WITH NO DATA")
+                 .format(stage=sql.Identifier(stage), names=names, table=identifier(table)))
+    with conn.cursor().copy(sql.SQL("COPY {stage} ({names}) FROM STDIN")
+                            .format(stage=sql.Identifier(stage), names=names)) as copy:
+        for row in rows:
+            copy.write_row(row)
+    assignments = sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c)) for c in columns)
+    return conn.execute(sql.SQL("UPDATE {table} t SET {assignments} FROM {stage} s WHERE t.{key} = s.{key}")
+                        .format(table=identifier(table), assignments=assignments, stage=sql.Identifier(stage),
+                                key=sql.Identifier(key))).rowcount
+
+
 def write_quarantine(conn: psycopg.Connection, target_table: str,
                      messages: Sequence[QuarantinedMessage]) -> int:
     if not messages:

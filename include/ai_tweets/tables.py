@@ -31,3 +31,8 @@ def split_table_name(split: str, settings: Settings) -> str:
 def identifier(name: str) -> sql.Identifier:
     """A validated table name as a driver-quoted identifier."""
     return sql.Identifier(validate_identifier(name, "table name"))
+
+
+def lf_summary_table_name(settings: Settings) -> str:
+    """The labeling functions' summary of a dataset version."""
+    return validate_identifier(f"lf_summary_{settings.dataset_version}", "DATASET_VERSION")

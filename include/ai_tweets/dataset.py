@@ -1,0 +1,169 @@
+"""Prepare, first half: dedup the raw table and split it into versioned datasets.
+
+- `deduplicated_{prefix}_{version}`: one tweet per normalized text (case, whitespace,
+  `RT @user:` prefixes, t.co links and trailing ellipses ignored), the earliest kept.
+- `test_dataset_{v}`, `dev_dataset_{v}`, `snorkel_train_dataset_{v}`, `train_dataset_{v}`:
+  sizes configurable, assignment seeded and sticky: a tweet keeps its split across re-runs
+  (and keeps its gold label), new tweets fill the splits that are short, the rest go to train.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from ai_tweets.settings import Settings
+from ai_tweets.storage import count_rows
+from ai_tweets.tables import SPLITS, dedup_table_name, identifier, raw_table_name, split_table_name
+
+log = logging.getLogger(__name__)
+
+# Label values everywhere (weak_label, gold_label, Snorkel): the snorkel-tutorials convention.
+ABSTAIN, NOT_AI, AI = -1, 0, 1
+
+# The text key that two tweets must share to be duplicates (SQL over the raw table's `text`).
+NORMALIZED_TEXT = r"""
+    btrim(regexp_replace(regexp_replace(regexp_replace(regexp_replace(lower(text),
+        '^rt @\w+:\s*', ''),            -- retweet prefix
+        'https?://t\.co/\S*', '', 'g'), -- shortened links
+        '(…|\.\.\.)\s*$', ''),          -- trailing ellipsis of a cut text
+        '\s+', ' ', 'g'))
+"""
+
+
+class DatasetTooSmall(ValueError):
+    """The version has fewer deduplicated tweets than the configured splits need."""
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    test: int = 1_000
+    dev: int = 500
+    snorkel_train: int = 10_000
+
+    @property
+    def needed(self) -> int:
+        return self.test + self.dev + self.snorkel_train + 1  # train gets the rest, at least one
+
+    def of(self, split: str) -> int | None:
+        return None if split == "train" else getattr(self, split)
+
+
+def ensure_split_table(conn: psycopg.Connection, table: str) -> None:
+    """A split table; idempotent (primary key tweet_id). Label columns are nullable: weak
+    labels come from the label model, gold labels from people (with who and when)."""
+    conn.execute(sql.SQL("""
+        CREATE TABLE IF NOT EXISTS {table} (
+            tweet_id             bigint PRIMARY KEY,
+            text                 text NOT NULL,
+            created_at           timestamptz NOT NULL,
+            author_handle        text,
+            lang                 text,
+            is_retweet           boolean NOT NULL,
+            is_reply             boolean NOT NULL,
+            hashtags             text[] NOT NULL,
+            mentions             text[] NOT NULL,
+            urls                 jsonb NOT NULL,
+            split_rank           double precision NOT NULL,
+            weak_label           smallint CHECK (weak_label IN (-1, 0, 1)),
+            weak_prob            real CHECK (weak_prob BETWEEN 0 AND 1),
+            gold_label           smallint CHECK (gold_label IN (0, 1)),
+            gold_labeled_by      text,
+            gold_labeled_at      timestamptz,
+            annotation_task_id   bigint,
+            annotation_pushed_at timestamptz,
+            assigned_at          timestamptz NOT NULL DEFAULT now()
+        )""").format(table=identifier(table)))
+
+
+@dataclass(frozen=True)
+class DedupReport:
+    table: str
+    raw_rows: int
+    kept: int
+
+    @property
+    def removed(self) -> int:
+        return self.raw_rows - self.kept
+
+
+def dedup_raw_tweets(conn: psycopg.Connection, settings: Settings) -> DedupReport:
+    """Rebuild `deduplicated_{prefix}_{version}` from the raw table, atomically: one tweet per
+    normalized text, the earliest (then the smallest id) kept. Deterministic."""
+    raw, dedup = raw_table_name(settings), dedup_table_name(settings)
+    building = f"{dedup}__building"[:63]
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {building}").format(building=identifier(building)))
+        conn.execute(sql.SQL(
+            "CREATE TABLE {building} AS SELECT DISTINCT ON (normalized_text) r.* "
+            "FROM (SELECT *, {key} AS normalized_text FROM {raw}) r "
+            "ORDER BY normalized_text, created_at, tweet_id"
+        ).format(building=identifier(building), key=sql.SQL(NORMALIZED_TEXT), raw=identifier(raw)))
+        conn.execute(sql.SQL("ALTER TABLE {building} ADD PRIMARY KEY (tweet_id)")
+                     .format(building=identifier(building)))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {dedup}").format(dedup=identifier(dedup)))
+        conn.execute(sql.SQL("ALTER TABLE {building} RENAME TO {dedup}")
+                     .format(building=identifier(building), dedup=identifier(dedup)))
+        report = DedupReport(dedup, count_rows(conn, raw), count_rows(conn, dedup))
+    log.info("dedup: %s has %d tweets, %d duplicates removed → %s (%d)", raw, report.raw_rows,
+             report.removed, dedup, report.kept)
+    return report
+
+
+SPLIT_COLUMNS = ("tweet_id", "text", "created_at", "author_handle", "lang", "is_retweet", "is_reply",
+                 "hashtags", "mentions", "urls")
+
+
+def _rank(seed: int) -> sql.Composable:
+    """A seeded pseudo-random rank in [0, 1) per tweet: md5, so it is the same everywhere."""
+    return sql.SQL("('x' || substr(md5({seed} || ':' || d.tweet_id::text), 1, 13))::bit(52)::bigint "
+                   "/ 4503599627370496.0").format(seed=sql.Literal(str(seed)))
+
+
+def split_dataset(conn: psycopg.Connection, settings: Settings, sizes: SplitSizes | None = None,
+                  seed: int = 0) -> dict[str, int]:
+    """Assign deduplicated tweets to the four splits; returns the size of each split.
+
+    Sticky and deterministic: tweets already in a split stay there (with their labels); the
+    others, in seeded-random order, fill test, dev and snorkel_train up to their sizes, and
+    the rest go to train. A tweet is never in two splits.
+    """
+    sizes = sizes or SplitSizes()
+    dedup = dedup_table_name(settings)
+    total = count_rows(conn, dedup)
+    if total < sizes.needed:
+        raise DatasetTooSmall(
+            f"{dedup} has {total:,} deduplicated tweets, but the splits need at least {sizes.needed:,} "
+            f"(test {sizes.test:,} + dev {sizes.dev:,} + snorkel_train {sizes.snorkel_train:,} + "
+            f"train ≥ 1). Capture more tweets for version {settings.dataset_version}, or lower the "
+            f"split sizes."
+        )
+    tables = {split: split_table_name(split, settings) for split in SPLITS}
+    with conn.transaction():
+        for table in tables.values():
+            ensure_split_table(conn, table)
+        not_assigned = sql.SQL(" AND ").join(
+            sql.SQL("NOT EXISTS (SELECT 1 FROM {t} s WHERE s.tweet_id = d.tweet_id)").format(t=identifier(t))
+            for t in tables.values())
+        columns = sql.SQL(", ").join(map(sql.Identifier, SPLIT_COLUMNS))
+        counts = {}
+        for split, table in tables.items():
+            have = count_rows(conn, table)
+            target = sizes.of(split)
+            limit = sql.SQL("") if target is None else sql.SQL("LIMIT {n}").format(
+                n=sql.Literal(max(target - have, 0)))
+            conn.execute(sql.SQL(
+                "INSERT INTO {table} ({columns}, split_rank) "
+                "SELECT {d_columns}, {rank} AS split_rank FROM {dedup} d WHERE {not_assigned} "
+                "ORDER BY split_rank, d.tweet_id {limit}"
+            ).format(table=identifier(table), columns=columns,
+                     d_columns=sql.SQL(", ").join(sql.SQL("d.{}").format(sql.Identifier(c))
+                                                  for c in SPLIT_COLUMNS),
+                     rank=_rank(seed), dedup=identifier(dedup), not_assigned=not_assigned, limit=limit))
+            counts[split] = count_rows(conn, table)
+    log.info("splits of version %d: %s", settings.dataset_version,
+             ", ".join(f"{split} {count:,}" for split, count in counts.items()))
+    return counts

@@ -1,0 +1,241 @@
+"""The prepare stage as plain functions (the CLI and the `prepare_dataset` DAG call these):
+dedup → split → weak labels (Snorkel LFs + LabelModel) → LF summary, MLflow, Parquet."""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from ai_tweets.dataset import ABSTAIN, AI, SplitSizes, dedup_raw_tweets, split_dataset
+from ai_tweets.settings import Settings, load_settings
+from ai_tweets.storage import connect, update_columns
+from ai_tweets.tables import SPLITS, identifier, lf_summary_table_name, split_table_name
+
+if TYPE_CHECKING:  # pandas is imported by the functions that use it, not by DAG files
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+WEAK_LABEL_EXPERIMENT = "ai-tweets-weak-labels"
+LABEL_MODEL_ARTIFACT = "label_model/label_model.pkl"
+FRAME_COLUMNS = ("tweet_id", "text", "hashtags", "mentions", "urls", "author_handle", "is_retweet",
+                 "gold_label")
+
+
+def _settings(raw_table_prefix: str | None, dataset_version: int | str | None) -> Settings:
+    return load_settings(raw_table_prefix=raw_table_prefix, dataset_version=dataset_version)
+
+
+def dedup(raw_table_prefix: str | None = None, dataset_version: int | str | None = None) -> dict:
+    settings = _settings(raw_table_prefix, dataset_version)
+    with connect(settings) as conn:
+        report = dedup_raw_tweets(conn, settings)
+    return {"table": report.table, "raw_rows": report.raw_rows, "kept": report.kept,
+            "removed": report.removed}
+
+
+def split(raw_table_prefix: str | None = None, dataset_version: int | str | None = None,
+          test_size: int = 1_000, dev_size: int = 500, snorkel_train_size: int = 10_000,
+          seed: int = 0) -> dict:
+    settings = _settings(raw_table_prefix, dataset_version)
+    sizes = SplitSizes(test=int(test_size), dev=int(dev_size), snorkel_train=int(snorkel_train_size))
+    with connect(settings) as conn:
+        return split_dataset(conn, settings, sizes, seed=int(seed))
+
+
+def load_split_frame(conn, settings: Settings, split_name: str) -> pd.DataFrame:
+    table = split_table_name(split_name, settings)
+    query = sql.SQL("SELECT {columns} FROM {table} ORDER BY tweet_id").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, FRAME_COLUMNS)), table=identifier(table))
+    import pandas as pd
+
+    rows = conn.execute(query).fetchall()
+    return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+
+
+def _gold(frame: pd.DataFrame):
+    return frame["gold_label"].fillna(ABSTAIN).astype(int).to_numpy()
+
+
+def weak_label(dataset_version: int | str | None = None, seed: int = 0, epochs: int = 500,
+               parquet: bool = True, track: bool = True) -> dict:
+    """Fit the LabelModel on snorkel_train, write weak_label/weak_prob into every split, save
+    the LF summary (table + MLflow), the fitted model (MLflow) and Parquet copies."""
+    import pandas as pd
+
+    from ai_tweets import labeling
+
+    settings = _settings(None, dataset_version)
+    began = time.monotonic()
+    with connect(settings) as conn:
+        frames = {name: load_split_frame(conn, settings, name) for name in SPLITS}
+    matrices = {name: labeling.apply_lfs(frame) for name, frame in frames.items()}
+    fit_began = time.monotonic()
+    model = labeling.fit_label_model(matrices["snorkel_train"], seed=int(seed), epochs=int(epochs))
+    fit_seconds = time.monotonic() - fit_began
+
+    report: dict = {"dataset_version": settings.dataset_version, "splits": {}}
+    with connect(settings) as conn:
+        for name, frame in frames.items():
+            labels, probs = labeling.weak_labels(model, matrices[name])
+            rows = zip(frame["tweet_id"].tolist(), labels.tolist(), probs.tolist(), strict=True)
+            update_columns(conn, split_table_name(name, settings), "tweet_id", ("weak_label", "weak_prob"),
+                           rows)
+            frame["weak_label"], frame["weak_prob"] = labels, probs
+            report["splits"][name] = _split_metrics(frame)
+        summary_frame = pd.concat([frames[name] for name in SPLITS])
+        has_gold = summary_frame["gold_label"].notna().any()
+        summary = labeling.lf_summary(_stacked(matrices), _gold(summary_frame) if has_gold else None)
+        _write_lf_summary(conn, lf_summary_table_name(settings), summary)
+    if parquet:
+        report["parquet"] = str(_write_parquet(frames, settings))
+    report["label_model_fit_seconds"] = round(fit_seconds, 2)
+    report["seconds"] = round(time.monotonic() - began, 2)
+    if track:
+        report["mlflow_run_id"] = _track(settings, model, summary, report, seed)
+    print(summary.to_string(index=False))
+    log.info("weak labels for version %d: %s", settings.dataset_version, report["splits"])
+    return report
+
+
+def _stacked(matrices: dict):
+    import numpy as np
+
+    return np.vstack([matrices[name] for name in SPLITS])
+
+
+def _split_metrics(frame: pd.DataFrame) -> dict:
+    """Coverage and AI share; against gold labels where people gave any."""
+    rows = len(frame)
+    metrics = {"rows": rows, "covered": float((frame["weak_label"] != ABSTAIN).mean()) if rows else 0.0,
+               "weak_ai_share": float((frame["weak_label"] == AI).mean()) if rows else 0.0}
+    gold = frame[frame["gold_label"].notna()]
+    metrics["gold_labels"] = len(gold)
+    if len(gold):
+        metrics.update(gold_metrics(gold["gold_label"].astype(int), (gold["weak_label"] == AI).astype(int)))
+    return metrics
+
+
+def gold_metrics(gold, predicted) -> dict:
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    precision, recall, f1, _ = precision_recall_fscore_support(gold, predicted, average="binary",
+                                                               zero_division=0)
+    return {"gold_accuracy": float(accuracy_score(gold, predicted)), "gold_precision": float(precision),
+            "gold_recall": float(recall), "gold_f1": float(f1)}
+
+
+def _write_lf_summary(conn, table: str, summary: pd.DataFrame) -> None:
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=identifier(table)))
+        conn.execute(sql.SQL(
+            "CREATE TABLE {t} (lf text PRIMARY KEY, description text, polarity text, coverage real, "
+            "overlaps real, conflicts real, correct integer, incorrect integer, emp_accuracy real, "
+            "computed_at timestamptz NOT NULL DEFAULT now())").format(t=identifier(table)))
+        columns = ("lf", "description", "polarity", "coverage", "overlaps", "conflicts", "correct",
+                   "incorrect", "emp_accuracy")
+        with conn.cursor().copy(sql.SQL("COPY {t} ({c}) FROM STDIN").format(
+                t=identifier(table), c=sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
+            for row in summary.itertuples(index=False):
+                record = row._asdict()
+                copy.write_row([_plain(record.get(column)) for column in columns])
+
+
+def _plain(value):
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value) if isinstance(value, list | tuple) else value
+
+
+def _write_parquet(frames: dict[str, pd.DataFrame], settings: Settings) -> Path:
+    folder = settings.data_dir / "datasets" / f"v{settings.dataset_version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames.items():
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+def _track(settings: Settings, model, summary: pd.DataFrame, report: dict, seed: int) -> str:
+    import mlflow
+
+    from ai_tweets import labeling
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(WEAK_LABEL_EXPERIMENT)
+    with mlflow.start_run(run_name=f"weak-labels-v{settings.dataset_version}") as run:
+        mlflow.set_tag("dataset_version", str(settings.dataset_version))
+        mlflow.log_params({"dataset_version": settings.dataset_version, "seed": seed,
+                           "labeling_functions": len(summary)})
+        for name, metrics in report["splits"].items():
+            mlflow.log_metrics({f"{name}_{key}": value for key, value in metrics.items()})
+        mlflow.log_metric("label_model_fit_seconds", report["label_model_fit_seconds"])
+        mlflow.log_text(summary.to_csv(index=False), "lf_summary.csv")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "label_model.pkl"
+            path.write_bytes(labeling.dump_label_model(model))
+            mlflow.log_artifact(str(path), artifact_path="label_model")
+        return run.info.run_id
+
+
+def load_latest_label_model(settings: Settings, dataset_version: int | None = None):
+    """The label model of the newest weak-labeling run in MLflow (of one version if given)."""
+    import mlflow
+
+    from ai_tweets import labeling
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    experiment = mlflow.get_experiment_by_name(WEAK_LABEL_EXPERIMENT)
+    query = f"tags.dataset_version = '{int(dataset_version)}'" if dataset_version is not None else ""
+    runs = [] if experiment is None else mlflow.search_runs(
+        [experiment.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"],
+        max_results=1, output_format="list")
+    if not runs:
+        raise LookupError(f"no fitted label model in MLflow ({settings.mlflow_tracking_uri}, experiment "
+                          f"{WEAK_LABEL_EXPERIMENT}): run `ai-tweets prepare` first")
+    run_id = runs[0].info.run_id
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=LABEL_MODEL_ARTIFACT)
+    return labeling.load_label_model(Path(local).read_bytes()), run_id
+
+
+def score_file(input_path: Path, output_path: Path, settings: Settings | None = None) -> int:
+    """`ai-tweets weak-label`: JSONL of {"text": ...} → CSV text,weak_label,weak_prob."""
+    import msgspec
+    import pandas as pd
+
+    from ai_tweets import labeling
+
+    settings = settings or load_settings()
+    texts = []
+    for number, line in enumerate(input_path.read_bytes().splitlines(), start=1):
+        if line.strip():
+            item = msgspec.json.decode(line)
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise ValueError(f"{input_path}:{number}: expected {{\"text\": ...}}")
+            texts.append(item["text"])
+    model, run_id = load_latest_label_model(settings)
+    labels, probs = labeling.weak_labels(model, labeling.apply_lfs(labeling.frame_from_texts(texts)))
+    out = pd.DataFrame({"text": texts, "weak_label": labels, "weak_prob": probs})
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False)
+    output_path.write_text(buffer.getvalue())
+    log.info("scored %d texts with the label model of MLflow run %s → %s", len(texts), run_id, output_path)
+    return len(texts)
+
+
+def prepare_all(raw_table_prefix: str | None = None, dataset_version: int | str | None = None,
+                sizes: SplitSizes | None = None, seed: int = 0) -> dict:
+    """`ai-tweets prepare`: the whole stage, as the DAG runs it."""
+    sizes = sizes or SplitSizes()
+    return {
+        "dedup": dedup(raw_table_prefix, dataset_version),
+        "splits": split(raw_table_prefix, dataset_version, sizes.test, sizes.dev, sizes.snorkel_train, seed),
+        "weak_labels": weak_label(_settings(raw_table_prefix, dataset_version).dataset_version, seed=seed),
+    }
