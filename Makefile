@@ -41,6 +41,7 @@ lint: install ## ruff over the whole project
 	$(VENV_BIN)/ruff check .
 
 test: install ## lint, then every test (unit, DAG integrity, compose, integration on the real stack)
+	$(STACK) install-browser
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/python -m pytest
 

@@ -277,8 +277,10 @@ def venv_path(name: str, requirements: Path) -> Path:
     return cache_dir() / "venvs" / f"{name}-py{py}-{content_hash(requirements)}"
 
 
-def ensure_venv(name: str, requirements: Path, log: Path, pre: list[list[str]] | None = None) -> Path:
-    """Create the environment once per lock file; `pre` are `pip install` argument lists run first."""
+def ensure_venv(name: str, requirements: Path, log: Path, pre: list[list[str]] | None = None,
+                no_deps: bool = False) -> Path:
+    """Create the environment once per lock file; `pre` are `pip install` argument lists run first.
+    `no_deps`: the file is a complete lock, installed exactly as written."""
     path = venv_path(name, requirements)
     marker = path / ".complete"
     if marker.exists():
@@ -289,7 +291,7 @@ def ensure_venv(name: str, requirements: Path, log: Path, pre: list[list[str]] |
     pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--progress-bar", "off"]
     for args in pre or []:
         run_logged(pip + args, f"{name} environment: pip install {' '.join(args)}", log)
-    run_logged(pip + ["-r", str(requirements)],
+    run_logged(pip + (["--no-deps"] if no_deps else []) + ["-r", str(requirements)],
                f"installing {name} environment from {requirements.name} (first time: minutes)", log)
     marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
     return path

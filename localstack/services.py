@@ -58,7 +58,7 @@ class Service:
 
 def install_pipeline_env(ctx: Context) -> None:
     venv = ensure_venv("pipeline", ctx.root / "requirements.txt", ctx.log_file("install"),
-                       pre=[["--upgrade", "pip==25.3"]])
+                       pre=[["--upgrade", "pip==25.3", "setuptools==84.2.1", "wheel==0.48.0"]], no_deps=True)
     # The environment is shared by every clone, so the project is never installed into it:
     # each clone puts its own include/ first on PYTHONPATH (base_env, .local/activate).
     stale = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", "-q", "ai-tweets"],
@@ -102,6 +102,19 @@ def install_postgres_server(ctx: Context) -> None:
     run_logged(["apt-get", "install", "-y", "-q", "postgresql", "postgresql-client"],
                "installing PostgreSQL from Debian's packages", ctx.log_file("install"),
                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def install_browser(ctx: Context) -> None:
+    """Headless Chromium and its driver (Debian's packages), for the UI screenshot tests."""
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    if os.geteuid() != 0:
+        raise StackError("Chromium is needed for the screenshot tests: "
+                         "`sudo apt-get install -y chromium chromium-driver fonts-noto-color-emoji`.")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run_logged(["apt-get", "update", "-q"], "apt-get update", ctx.log_file("install"), env=env)
+    run_logged(["apt-get", "install", "-y", "-q", "chromium", "chromium-driver", "fonts-noto-color-emoji"],
+               "installing headless Chromium from Debian's packages", ctx.log_file("install"), env=env)
 
 
 def _link(link: Path, target: Path) -> None:
@@ -395,6 +408,24 @@ def _airflow(command: str, *args: str) -> Callable[[Context], list[str]]:
     return lambda ctx: [str(ctx.pipeline_venv / "bin" / "airflow"), command, *args]
 
 
+# --- Model serving (the champion, following the alias) ---------------------------------
+
+
+def _serving_state(ctx: Context) -> Path:
+    return ctx.local / "run" / "model-serving.json"
+
+
+def _serving_healthy(ctx: Context) -> bool:
+    """Waiting for a first champion counts as healthy; serving must answer /ping."""
+    try:
+        state = json.loads(_serving_state(ctx).read_text())
+    except (OSError, ValueError):
+        return False
+    if state.get("state") == "waiting":
+        return True
+    return state.get("state") == "serving" and http_ok(f"{ctx.settings.model_serving_url}/ping")
+
+
 PIPELINE_INSTALLS: tuple[Step, ...] = (install_pipeline_env, install_spark_jars)
 
 SERVICES: list[Service] = [
@@ -432,6 +463,17 @@ SERVICES: list[Service] = [
         url=lambda ctx: ctx.settings.mlflow_tracking_uri,
         ports=lambda ctx: [ctx.port_of("MLFLOW_TRACKING_URI")],
         port_setting="MLFLOW_TRACKING_URI",
+    ),
+    Service(
+        name="model-serving",
+        installs=PIPELINE_INSTALLS,
+        prepare=lambda ctx: _serving_state(ctx).unlink(missing_ok=True),
+        argv=lambda ctx: [str(ctx.pipeline_venv / "bin" / "python"), "-m", "ai_tweets.cli", "serve",
+                          "--state-file", str(_serving_state(ctx))],
+        healthy=_serving_healthy,
+        url=lambda ctx: ctx.settings.model_serving_url,
+        ports=lambda ctx: [ctx.port_of("MODEL_SERVING_URL")],
+        port_setting="MODEL_SERVING_URL",
     ),
     Service(
         name="label-studio",

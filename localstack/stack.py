@@ -16,6 +16,7 @@ Every service is one entry in `localstack/services.py`; adding one is adding an 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import signal
 import sys
@@ -34,7 +35,7 @@ from localstack.runtime import (  # noqa: E402
     progress,
     read_pid,
 )
-from localstack.services import SERVICES, Service  # noqa: E402
+from localstack.services import SERVICES, Service, install_browser  # noqa: E402
 
 
 def _selected(names: list[str]) -> list[Service]:
@@ -115,7 +116,20 @@ def up(ctx: Context, services: list[Service]) -> None:
     status(ctx, services)
 
 
+def stop_jobs(ctx: Context) -> None:
+    """Long-running jobs that Airflow tasks started detached (the classify stream, a live
+    producer; see ai_tweets.jobs) stop with the stack."""
+    for pid_file in sorted((ctx.settings.data_dir / "run").glob("*.pid")):
+        pid = read_pid(pid_file)
+        if pid and alive(pid):
+            print(f"stopping job {pid_file.stem} (pid {pid})", flush=True)
+            ctx.stop_group(pid, signal.SIGTERM, 30)
+        pid_file.unlink(missing_ok=True)
+
+
 def down(ctx: Context, services: list[Service]) -> None:
+    if services == SERVICES:
+        stop_jobs(ctx)
     for service in reversed(services):
         pid_file = ctx.pid_file(service.name)
         pid = read_pid(pid_file)
@@ -145,14 +159,20 @@ def status(ctx: Context, services: list[Service]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["install", "up", "down", "status", "logs", "env"])
+    parser.add_argument("command", choices=["install", "install-browser", "up", "down", "status", "logs", "env"])
     parser.add_argument("services", nargs="*", help="limit to these services (default: all)")
     args = parser.parse_args(argv)
     try:
         ctx = Context.load()
         services = _selected(args.services)
+        if args.command in ("install", "up", "down"):
+            # One changer at a time: concurrent up/down (two terminals, a test) would race on pid files.
+            lock = (ctx.local / "run" / "stack.lock").open("w")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if args.command == "install":
             install(ctx, services)
+        elif args.command == "install-browser":
+            install_browser(ctx)
         elif args.command == "up":
             up(ctx, services)
         elif args.command == "down":
