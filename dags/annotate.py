@@ -1,0 +1,66 @@
+"""
+### Annotate: gold labels from people, most uncertain tweets first
+
+Runs when prepare updates the `dataset_splits` Asset and every 10 minutes (the active-learning
+loop), or by hand with a version. **pull** reads the Label Studio project "AI tweets
+v{version}" back into `gold_label` (who and when; skips stay NULL; edits update; idempotent),
+then **push** tops the queue up with the most uncertain unlabeled tweets of dev, test and train
+(`strategy` weak: |weak_prob - 0.5|; model: the served champion, weak if it is down), each with
+the weak label as a pre-annotation, never a tweet twice. **announce** emits the `gold_labels`
+Asset only when new or changed gold labels arrived, so training follows. Label Studio down:
+the tasks fail with a clear message and retry. Logic: `ai_tweets.annotation`.
+"""
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from ai_tweets.annotation import pull, push
+from ai_tweets.assets import DATASET_SPLITS, GOLD_LABELS
+
+
+@dag(
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/10 * * * *", timezone="UTC"),
+                                 assets=[DATASET_SPLITS]),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,  # a null max_pending reaches push as None
+    doc_md=__doc__,
+    tags=["annotate", "label-studio", "active-learning"],
+    default_args={"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
+                  "max_retry_delay": timedelta(minutes=5)},
+    params={
+        "dataset_version": Param(0, type="integer", minimum=0),
+        "batch_size": Param(100, type="integer", minimum=0),
+        "strategy": Param("weak", type="string", enum=["weak", "model"]),
+        "max_pending": Param(200, type=["null", "integer"], minimum=0,
+                             description="top the queue up to at most this many unlabeled tasks (null: no cap)"),
+    },
+)
+def annotate():
+    @task
+    def target(params=None, triggering_asset_events=None) -> int:
+        """The version prepare just split, else the one chosen in the trigger form."""
+        events = [event for events in (triggering_asset_events or {}).values() for event in events]
+        return int(events[-1].extra.get("dataset_version", params["dataset_version"]) if events
+                   else params["dataset_version"])
+
+    version = target()
+    pulled = task(pull, task_id="pull", execution_timeout=timedelta(minutes=10))(version)
+    pushed = task(push, task_id="push", execution_timeout=timedelta(minutes=20))(
+        version, "{{ params.batch_size }}", "{{ params.strategy }}", "{{ params.max_pending }}")
+
+    @task(outlets=[GOLD_LABELS])
+    def announce(report: dict, outlet_events=None) -> None:
+        """An asset event is emitted only on success: skip when no gold label is new or changed."""
+        if not (report["new"] or report["changed"]):
+            raise AirflowSkipException("no new or changed gold labels")
+        outlet_events[GOLD_LABELS].extra = {key: report[key] for key in ("dataset_version", "new", "changed")}
+
+    pulled >> pushed
+    announce(pulled)
+
+
+annotate()

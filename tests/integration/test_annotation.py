@@ -1,0 +1,346 @@
+"""Annotate on the real stack: Label Studio project bootstrap, push most uncertain first, pull
+gold labels (edits, skips), never a tweet twice (crash, Label Studio down), and a screenshot of
+the labeling screen in headless Chromium.
+
+Small split tables of a random dataset version are filled directly with generated tweets and
+seeded weak probabilities, so no Spark is needed. The tests run in file order and share them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import ROOT, stack
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ai_tweets import annotation
+from ai_tweets.annotation import LabelStudioUnavailable, Retry, label_studio_client, uncertainty
+from ai_tweets.dataset import ABSTAIN, AI, NOT_AI, ensure_split_table
+from ai_tweets.generator import generate
+from ai_tweets.schema import normalize
+from ai_tweets.settings import Settings, environment, load_settings
+from ai_tweets.storage import connect
+from ai_tweets.tables import identifier, split_table_name
+
+pytestmark = pytest.mark.usefixtures("local_stack")
+
+SIZES = {"dev": 20, "test": 20, "train": 40}
+SCREENSHOT = ROOT / ".local" / "screenshots" / "label_studio_task.png"
+
+
+@dataclass
+class Env:
+    settings: Settings
+    title: str
+    client: object
+    project_id: int | None = None
+
+    def push(self, **kwargs) -> dict:
+        return annotation.push_uncertain_tasks(self.settings, title=self.title, **kwargs)
+
+    def pull(self, **kwargs) -> dict:
+        return annotation.pull_annotations(self.settings, title=self.title, **kwargs)
+
+    def query(self, query: str, params: tuple = ()) -> list[tuple]:
+        """`query` over all three split tables as one relation `t` (with a `split` column)."""
+        union = sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT *, {s} AS split FROM {t}").format(s=sql.Literal(s), t=identifier(self.table(s)))
+            for s in SIZES)
+        with connect(self.settings) as conn:
+            return conn.execute(sql.SQL("WITH t AS ({union}) ").format(union=union) + sql.SQL(query),
+                                params).fetchall()
+
+    def table(self, split: str) -> str:
+        return split_table_name(split, self.settings)
+
+    def tasks(self, fields: str = "all") -> list:
+        return list(self.client.tasks.list(project=self.project_id, fields=fields, page_size=500))
+
+    def pushed(self) -> dict[int, int]:
+        """tweet_id → annotation_task_id of every pushed row."""
+        return dict(self.query("SELECT tweet_id, annotation_task_id FROM t WHERE annotation_task_id IS NOT NULL"))
+
+    def assert_no_duplicates(self) -> None:
+        tasks = self.tasks(fields="task_only")
+        tweet_ids = [int(task.data["tweet_id"]) for task in tasks]
+        assert len(tweet_ids) == len(set(tweet_ids)), "a tweet was pushed twice"
+        assert self.pushed() == {int(task.data["tweet_id"]): task.id for task in tasks}, \
+            "every task is recorded on its tweet's row, and nothing else is"
+
+
+def fill_splits(settings: Settings, seed: int = 7) -> None:
+    """Generated tweets in the three split tables, with seeded weak labels; one abstain."""
+    rng = random.Random(seed)
+    tweets = iter(normalize(item.payload) for item in generate(sum(SIZES.values()), seed=seed))
+    with connect(settings) as conn:
+        for split, size in SIZES.items():
+            ensure_split_table(conn, split_table_name(split, settings))
+            rows = []
+            for i in range(size):
+                tweet = next(tweets)
+                prob = round(rng.random(), 4)
+                label = ABSTAIN if (split, i) == ("dev", 0) else AI if prob >= 0.5 else NOT_AI
+                rows.append((tweet.id, tweet.text, tweet.created_at, tweet.author_handle, tweet.lang,
+                             tweet.is_retweet, tweet.is_reply, list(tweet.hashtags), list(tweet.mentions),
+                             Jsonb([{"url": u.url, "expanded_url": u.expanded_url, "display_url": u.display_url}
+                                    for u in tweet.urls]), rng.random(), label, prob))
+            conn.cursor().executemany(sql.SQL(
+                "INSERT INTO {t} (tweet_id, text, created_at, author_handle, lang, is_retweet, is_reply, hashtags, "
+                "mentions, urls, split_rank, weak_label, weak_prob) VALUES ({values})").format(
+                    t=identifier(split_table_name(split, settings)),
+                    values=sql.SQL(", ").join([sql.Placeholder()] * 13)), rows)
+
+
+@pytest.fixture(scope="module")
+def env(local_stack):
+    version = random.randint(100_000, 999_999)
+    settings = load_settings({**environment(ROOT / ".env"), "DATASET_VERSION": str(version)})
+    fill_splits(settings)
+    created = Env(settings, f"AI tweets v{version} test-{uuid.uuid4().hex[:6]}", label_studio_client(settings))
+    yield created
+    if created.project_id is not None:
+        created.client.projects.delete(id=created.project_id)
+    with connect(settings) as conn:
+        for split in SIZES:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=identifier(split_table_name(split, settings))))
+
+
+def test_bootstrap_creates_the_project_once(env):
+    env.project_id = annotation.ensure_project(env.client, env.title, "label-model-v1")
+    assert annotation.ensure_project(env.client, env.title, "label-model-v1") == env.project_id
+    same_title = [p.id for p in env.client.projects.list(title=env.title) if p.title == env.title]
+    assert same_title == [env.project_id]
+    project = env.client.projects.get(id=env.project_id)
+    assert project.label_config.strip() == annotation.label_config().strip()
+
+
+def test_push_sends_the_most_uncertain_first_with_predictions(env):
+    report = env.push(batch_size=10)
+    assert report["pushed"] == 10 and report["project_id"] == env.project_id and report["strategy"] == "weak"
+    expected = env.query("SELECT tweet_id, weak_prob, weak_label FROM t ORDER BY abs(weak_prob - 0.5), tweet_id "
+                         "LIMIT 10")
+    assert set(env.pushed()) == {row[0] for row in expected}
+    env.assert_no_duplicates()
+
+    tasks = sorted(env.tasks(), key=lambda task: task.id)  # imported in order: task ids follow uncertainty
+    assert [int(task.data["tweet_id"]) for task in tasks] == [row[0] for row in expected]
+    pushed_probs = [task.data["weak_prob"] for task in tasks]
+    assert pushed_probs == sorted(pushed_probs, key=lambda p: abs(p - 0.5))
+    for task, (_, weak_prob, weak_label) in zip(tasks, expected, strict=True):
+        [prediction] = task.predictions
+        assert prediction.model_version == f"label-model-v{env.settings.dataset_version}"
+        assert prediction.score == pytest.approx(uncertainty(weak_prob), abs=1e-6)
+        choices = [r["value"]["choices"] for r in prediction.result]
+        assert choices == ([] if weak_label == ABSTAIN else [[annotation.CHOICES[weak_label]]])
+        assert task.data["split"] in SIZES and task.data["text"] and task.data["author"].startswith(("@", "("))
+        assert {"links", "hashtags", "urls", "weak"} <= set(task.data)
+    scores = [task.predictions[0].score for task in tasks]
+    assert scores == sorted(scores, reverse=True), "the Data Manager sorts by score, most uncertain first"
+    pushed_at = env.query("SELECT min(annotation_pushed_at) IS NOT NULL FROM t WHERE annotation_task_id IS NOT NULL")
+    assert pushed_at == [(True,)]
+
+
+def test_pull_brings_annotations_edits_and_skips_into_gold_labels(env):
+    tasks = sorted(env.tasks(), key=lambda task: task.id)
+    first, second, skipped = tasks[0], tasks[1], tasks[2]
+    labeled = {first.id: "AI", second.id: "Not AI"}
+    created = {task_id: env.client.annotations.create(id=task_id, result=[annotation._choice(annotation.LABELS[c])])
+               for task_id, c in labeled.items()}
+    env.client.annotations.create(id=skipped.id, result=[], was_cancelled=True)
+
+    report = env.pull()
+    assert (report["new"], report["changed"], report["skipped"], report["written"]) == (2, 0, 1, 2)
+    assert report["pending"] == len(tasks) - 3
+    email = env.client.users.whoami().email
+    gold = {row[0]: row[1:] for row in env.query(
+        "SELECT tweet_id, gold_label, gold_labeled_by, gold_labeled_at FROM t WHERE gold_label IS NOT NULL")}
+    assert gold == {int(first.data["tweet_id"]): (AI, email, created[first.id].updated_at),
+                    int(second.data["tweet_id"]): (NOT_AI, email, created[second.id].updated_at)}
+    assert env.query("SELECT gold_label FROM t WHERE tweet_id = %s", (int(skipped.data["tweet_id"]),)) == [(None,)]
+
+    again = env.pull()
+    assert (again["new"], again["changed"], again["unchanged"], again["written"]) == (0, 0, 2, 0)
+
+    edited = env.client.annotations.update(id=created[first.id].id, result=[annotation._choice(NOT_AI)])
+    third = env.pull()
+    assert (third["new"], third["changed"], third["unchanged"], third["written"]) == (0, 1, 1, 1)
+    assert env.query("SELECT gold_label, gold_labeled_at FROM t WHERE tweet_id = %s",
+                     (int(first.data["tweet_id"]),)) == [(NOT_AI, edited.updated_at)]
+    assert env.pull()["written"] == 0
+
+
+def test_push_again_never_repushes_and_tops_up_to_max_pending(env):
+    before = env.pushed()
+    report = env.push(batch_size=5)
+    assert report["pushed"] == 5 and report["reconciled"] == 0
+    after = env.pushed()
+    assert len(after) == 15 and set(before) < set(after)
+    env.assert_no_duplicates()
+    # 15 tasks, 3 of them annotated or skipped: 12 pending; top up to 14 → 2 more, then none.
+    assert env.push(batch_size=10, max_pending=14)["pushed"] == 2
+    assert env.push(batch_size=10, max_pending=14)["pushed"] == 0
+    env.assert_no_duplicates()
+
+
+def test_a_crash_between_import_and_db_write_does_not_duplicate(env, monkeypatch):
+    record = annotation._record_pushed
+    calls = []
+
+    def crash_after_import(conn, settings, tasks):
+        calls.append(1)
+        if len(calls) == 2:  # the first call reconciles; the second records the import
+            raise RuntimeError("simulated crash after the import")
+        return record(conn, settings, tasks)
+
+    monkeypatch.setattr(annotation, "_record_pushed", crash_after_import)
+    before = env.pushed()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        env.push(batch_size=4)
+    monkeypatch.undo()
+    assert env.pushed() == before, "the crash left the new tasks unrecorded"
+    assert len(env.tasks(fields="task_only")) == len(before) + 4
+
+    report = env.push(batch_size=4)
+    assert report["reconciled"] == 4 and report["pushed"] == 4
+    assert len(env.pushed()) == len(before) + 8
+    env.assert_no_duplicates()
+
+
+class FakeServing(BaseHTTPRequestHandler):
+    """MLflow model serving stand-in: P(AI) from the text, and a count of requests."""
+
+    requests: list[int] = []
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        rows = body["dataframe_split"]["data"]
+        FakeServing.requests.append(len(rows))
+        predictions = [{"ai_probability": (sum(map(ord, row[0])) % 101) / 100} for row in rows]
+        payload = json.dumps({"predictions": predictions}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_model_strategy_asks_the_served_model_once_and_falls_back_to_weak(env):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeServing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        served = load_settings({**environment(ROOT / ".env"), "DATASET_VERSION": str(env.settings.dataset_version),
+                                "MODEL_SERVING_URL": f"http://127.0.0.1:{server.server_port}"})
+        before = set(env.pushed())
+        report = annotation.push_uncertain_tasks(served, title=env.title, batch_size=3, strategy="model")
+    finally:
+        server.shutdown()
+    assert report["strategy"] == "model" and report["pushed"] == 3
+    remaining = 80 - len(before)
+    assert FakeServing.requests == [remaining], "one batched request with every candidate"
+    new = {int(t.data["tweet_id"]): t for t in env.tasks() if int(t.data["tweet_id"]) not in before}
+    texts = dict(env.query("SELECT tweet_id, text FROM t WHERE tweet_id = ANY(%s)", (list(new),)))
+    scores = {tweet_id: task.predictions[0].score for tweet_id, task in new.items()}
+    expected = {tweet_id: uncertainty((sum(map(ord, texts[tweet_id])) % 101) / 100) for tweet_id in new}
+    assert scores == pytest.approx(expected)
+
+    down = load_settings({**environment(ROOT / ".env"), "DATASET_VERSION": str(env.settings.dataset_version),
+                          "MODEL_SERVING_URL": "http://127.0.0.1:9"})
+    fallback = annotation.push_uncertain_tasks(down, title=env.title, batch_size=2, strategy="model")
+    assert fallback["strategy"] == "weak" and fallback["pushed"] == 2
+    env.assert_no_duplicates()
+
+
+def test_label_studio_down_fails_clearly_and_resumes_without_duplicates(env):
+    before = env.query("SELECT tweet_id, annotation_task_id, annotation_pushed_at, gold_label FROM t ORDER BY 1")
+    sleeps: list[float] = []
+    stack("down", "label-studio")
+    try:
+        began = time.monotonic()
+        with pytest.raises(LabelStudioUnavailable) as failure:
+            env.push(batch_size=5, retry=Retry(attempts=4, first_delay=0.05, sleep=sleeps.append))
+        assert time.monotonic() - began < 30
+        message = str(failure.value)
+        assert env.settings.label_studio_url in message and "not answering" in message
+        assert "stack.py up label-studio" in message
+        assert sleeps == [0.05, 0.1, 0.2], "exponential backoff between the attempts"
+        with pytest.raises(LabelStudioUnavailable):
+            env.pull(retry=Retry(attempts=2, first_delay=0.01))
+        after = env.query("SELECT tweet_id, annotation_task_id, annotation_pushed_at, gold_label FROM t ORDER BY 1")
+        assert after == before, "nothing half-written in Postgres"
+    finally:
+        stack("up", "label-studio")
+    count = len(env.pushed())
+    assert env.push(batch_size=5)["pushed"] == 5
+    assert len(env.pushed()) == count + 5
+    env.assert_no_duplicates()
+    assert env.pull()["written"] == 0
+
+
+def _chromium() -> tuple[str, str]:
+    """Paths of chromium and chromedriver; installed from Debian if missing (as root)."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")) and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "chromium", "chromium-driver"], capture_output=True,
+                       timeout=900, check=False)
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("chromium and chromedriver are not installed and could not be installed "
+                    "(`apt-get install -y chromium chromium-driver` as root)")
+    return browser, driver
+
+
+def test_screenshot_of_the_labeling_screen(env, tmp_path):
+    from PIL import Image, ImageStat
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser, driver_path = _chromium()
+    unlabeled = [t for t in env.tasks() if t.predictions and t.predictions[0].result and not t.annotations]
+    task = min(unlabeled, key=lambda t: (not t.data["urls"], t.data["hashtags"].startswith("("), t.id))
+    secrets = environment(ROOT / ".env")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1440,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(f"{env.settings.label_studio_url}/user/login/")
+        driver.find_element(By.NAME, "email").send_keys(secrets["LABEL_STUDIO_USERNAME"])
+        driver.find_element(By.NAME, "password").send_keys(secrets["LABEL_STUDIO_PASSWORD"])
+        driver.find_element(By.CSS_SELECTOR, "form button[type=submit], form input[type=submit]").click()
+        wait.until(lambda d: "/user/login" not in d.current_url)
+        driver.get(f"{env.settings.label_studio_url}/projects/{env.project_id}/data?task={task.id}")
+        snippet = task.data["text"].split("\n")[0][:40]
+        wait.until(lambda d: d.execute_script("return document.body.innerText.includes(arguments[0]) && "
+                                              "document.body.innerText.includes('Weak label:')", snippet))
+        choice = task.predictions[0].result[0]["value"]["choices"][0]
+        wait.until(lambda d: d.execute_script(
+            "return [...document.querySelectorAll('input:checked')].some(i => "
+            "(i.closest('label') || i.parentElement).innerText.includes(arguments[0]))", choice))
+        time.sleep(1)  # let fonts and layout settle
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(SCREENSHOT))
+    finally:
+        driver.quit()
+    assert SCREENSHOT.stat().st_size > 30_000
+    with Image.open(SCREENSHOT) as image:
+        assert image.size[0] >= 1000
+        assert max(ImageStat.Stat(image.convert("L")).stddev) > 20, "the screenshot is blank"
+        assert len(image.convert("L").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 50
