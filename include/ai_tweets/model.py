@@ -1,0 +1,467 @@
+"""The classifier: a small Keras text model trained on weak and gold labels, evaluated,
+logged to MLflow as a pyfunc, registered, and promoted to `champion` when it is better.
+
+Logic only: callers bring the texts and targets (from the split tables) and a tracking URI.
+
+The model contract (ARCHITECTURE.md): the registered model is a pyfunc whose input is a
+DataFrame with a `text` column of raw tweet text and whose output holds `ai_probability`
+in [0, 1] and `label` (0/1 at the threshold chosen on dev) per row. All preprocessing
+(standardization, tokenization, vocabulary) is inside the Keras model, so serving needs
+nothing but the saved `.keras` file and the threshold.
+
+TensorFlow, Keras, scikit-learn and matplotlib are imported inside the functions that need
+them: importing this module costs only pandas and MLflow's pyfunc (the class below needs it),
+about 1.5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd  # resolved at runtime: MLflow reads the predict type hints
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+import mlflow.pyfunc  # noqa: E402 - after the telemetry default
+
+if TYPE_CHECKING:
+    import keras
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+TEXT_COLUMN = "text"
+PROBABILITY_COLUMN = "ai_probability"
+LABEL_COLUMN = "label"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREDICT_BATCH_ROWS = 4096  # rows per forward pass: bounds memory on large inputs
+DEFAULT_THRESHOLD = 0.5
+KERAS_ARTIFACT = "keras_model"
+CONFIG_ARTIFACT = "classifier_config"
+_KERAS_FILE = "model.keras"
+_CONFIG_FILE = "classifier.json"
+# The serving environment, pinned to what trained the model; MLflow's inference would list
+# every import it sees.
+_PINNED_PACKAGES = ("mlflow", "tensorflow-cpu", "keras", "pandas")
+_INPUT_EXAMPLE = (
+    "New paper: sparse attention for long-context language models, code and weights "
+    "https://t.co/AbCdEf1234 #NLP #MachineLearning",
+    "Add 150 ml of milk and stir until smooth 🙏",
+)
+
+
+# --- the network ---------------------------------------------------------------------------
+
+def standardize_tweet(texts: Any) -> Any:
+    """Lower-case, one token per link (`url_<domain>`), punctuation out; `#`, `@`, `$` kept.
+
+    Keeps what tells AI tweets apart: hashtags (`#ai` is not `ai`), mentions, cashtags, emoji
+    and the linked domain; t.co ids would only flood the vocabulary.
+    """
+    import tensorflow as tf
+
+    texts = tf.strings.lower(texts, encoding="utf-8")
+    texts = tf.strings.regex_replace(texts, r"https?://(?:www\.)?([^/\s]+)\S*", r" url_\1 ")
+    for _ in range(3):  # url_t.co -> url_t_co, one dot per pass (domains have few)
+        texts = tf.strings.regex_replace(texts, r"(url_[\w-]+)\.", r"\1_")
+    texts = tf.strings.regex_replace(texts, r"['’]", "")
+    return tf.strings.regex_replace(texts, r"[^\p{L}\p{N}\p{S}\s#@_]", " ")
+
+
+def build_model(texts_for_vocab: Sequence[str], max_tokens: int = 20_000, sequence_length: int = 64,
+                embedding_dim: int = 32, seed: int = 0, hidden_units: int = 16) -> keras.Model:
+    """The naive deep-learning model: raw strings (shape (None, 1)) → TextVectorization
+    (adapted here on `texts_for_vocab`) → Embedding → average → Dense → sigmoid.
+
+    The average runs over all `sequence_length` positions, padding included: a masked
+    average is 0/0 (NaN) for an empty text.
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    vectorize = keras.layers.TextVectorization(
+        max_tokens=max_tokens, standardize=standardize_tweet, output_sequence_length=sequence_length,
+        name="vectorize")
+    vectorize.adapt(tf.data.Dataset.from_tensor_slices(_clean(texts_for_vocab)).batch(PREDICT_BATCH_ROWS))
+    inputs = keras.Input(shape=(1,), dtype="string", name=TEXT_COLUMN)
+    x = vectorize(inputs)
+    x = keras.layers.Embedding(vectorize.vocabulary_size(), embedding_dim, name="embed")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="average")(x)
+    x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name=PROBABILITY_COLUMN)(x)
+    return keras.Model(inputs, outputs, name="ai_tweet_classifier")
+
+
+def load_keras_model(path: str | Path) -> keras.Model:
+    import keras
+
+    return keras.models.load_model(path, custom_objects={"standardize_tweet": standardize_tweet})
+
+
+def _clean(texts: Iterable[Any]) -> list[str]:
+    """Raw texts as strings: None and NaN (a missing cell) become the empty string."""
+    return ["" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
+            for text in texts]
+
+
+def predict_probabilities(model: keras.Model, texts: Iterable[Any],
+                          batch_rows: int = PREDICT_BATCH_ROWS) -> np.ndarray:
+    """P(AI) for each text, float64 in [0, 1], in `batch_rows` chunks; None/NaN count as ''."""
+    import tensorflow as tf
+
+    cleaned = _clean(texts)
+    # An eager call per chunk: no tf.function to retrace for every new batch size.
+    chunks = [model(tf.constant(cleaned[start:start + batch_rows])[:, None], training=False).numpy()
+              for start in range(0, len(cleaned), batch_rows)]
+    if not chunks:
+        return np.zeros(0, dtype=np.float64)
+    return np.clip(np.concatenate(chunks).reshape(-1).astype(np.float64), 0.0, 1.0)
+
+
+# --- training and evaluation ---------------------------------------------------------------
+
+@dataclass
+class TrainedModel:
+    """A trained end-to-end model, its training curves, and the decision threshold from dev."""
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    threshold: float
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, texts: Iterable[Any]) -> np.ndarray:
+        return predict_probabilities(self.model, texts)
+
+
+def _as_dataset(texts: Sequence[Any], targets: np.ndarray, batch_size: int, shuffle_seed: int | None) -> Any:
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(_clean(texts))[:, None], targets))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _targets(values: Iterable[float], name: str) -> np.ndarray:
+    array = np.asarray(list(values), dtype=np.float32)
+    if array.size and (np.isnan(array).any() or array.min() < 0.0 or array.max() > 1.0):
+        raise ValueError(f"{name} must be probabilities or 0/1 labels in [0, 1] with no missing values")
+    return array
+
+
+def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The probability cut-off (`p >= t` is AI) with the best F1 on these labels; 0.5 if
+    the labels hold no positive example."""
+    from sklearn.metrics import precision_recall_curve
+
+    labels = np.asarray(labels).astype(int)
+    if not labels.any():
+        return DEFAULT_THRESHOLD
+    precision, recall, thresholds = precision_recall_curve(labels, probabilities)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    f1 = np.divide(2 * precision * recall, precision + recall,
+                   out=np.zeros_like(precision), where=(precision + recall) > 0)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def train(train_texts: Sequence[Any], train_targets: Iterable[float],
+          dev_texts: Sequence[Any], dev_targets: Iterable[float],
+          epochs: int = 10, batch_size: int = 256, seed: int = 0, *,
+          dev_labels: Iterable[int] | None = None, learning_rate: float = 3e-3, patience: int = 2,
+          max_tokens: int = 20_000, sequence_length: int = 64, embedding_dim: int = 32,
+          hidden_units: int = 16, verbose: int = 0) -> TrainedModel:
+    """Fit the model on soft (weak_prob in [0, 1]) or hard (gold 0/1) targets.
+
+    Binary cross-entropy takes either. Early stopping watches the dev loss (on `dev_targets`)
+    and restores the best epoch's weights. The threshold maximizes F1 on dev against hard
+    labels: `dev_labels` when given (gold), else `dev_targets >= 0.5`.
+    """
+    import keras
+
+    train_y = _targets(train_targets, "train_targets")
+    dev_y = _targets(dev_targets, "dev_targets")
+    if len(train_y) != len(train_texts) or len(dev_y) != len(dev_texts):
+        raise ValueError("each text needs exactly one target: the lengths of texts and targets differ")
+    if not len(train_y) or not len(dev_y):
+        raise ValueError("training needs at least one train and one dev example")
+    hyperparameters = {"max_tokens": max_tokens, "sequence_length": sequence_length,
+                       "embedding_dim": embedding_dim, "hidden_units": hidden_units, "epochs": epochs,
+                       "batch_size": batch_size, "learning_rate": learning_rate, "patience": patience,
+                       "seed": seed}
+    model = build_model(train_texts, max_tokens, sequence_length, embedding_dim, seed, hidden_units)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    # shuffle=False: the training dataset reshuffles itself each epoch, seeded.
+    history = model.fit(_as_dataset(train_texts, train_y, batch_size, seed),
+                        validation_data=_as_dataset(dev_texts, dev_y, PREDICT_BATCH_ROWS, None),
+                        epochs=epochs, callbacks=[stop], shuffle=False, verbose=verbose)
+    dev_hard = (np.asarray(list(dev_labels)) if dev_labels is not None else dev_y >= 0.5).astype(int)
+    threshold = choose_threshold(predict_probabilities(model, dev_texts), dev_hard)
+    hyperparameters["best_epoch"] = stop.best_epoch + 1
+    hyperparameters["vocabulary_size"] = model.get_layer("vectorize").vocabulary_size()
+    curves = {name: [float(value) for value in values] for name, values in history.history.items()}
+    return TrainedModel(model, curves, threshold, hyperparameters)
+
+
+def evaluate(probabilities: Iterable[float], labels: Iterable[int], threshold: float) -> dict[str, float]:
+    """Precision, recall, F1, accuracy at `threshold`; ROC AUC and average precision (pr_auc)
+    over all thresholds (NaN when `labels` hold a single class); support; tn, fp, fn, tp."""
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    scores = np.asarray(list(probabilities), dtype=np.float64)
+    truth = np.asarray(list(labels)).astype(int)
+    predicted = (scores >= threshold).astype(int)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, predicted, average="binary", zero_division=0)
+    tn, fp, fn, tp = confusion_matrix(truth, predicted, labels=[0, 1]).ravel()
+    both_classes = len(np.unique(truth)) == 2
+    return {
+        "precision": float(precision), "recall": float(recall), "f1": float(f1),
+        "accuracy": float(accuracy_score(truth, predicted)) if len(truth) else math.nan,
+        "roc_auc": float(roc_auc_score(truth, scores)) if both_classes else math.nan,
+        "pr_auc": float(average_precision_score(truth, scores)) if both_classes else math.nan,
+        "support": int(len(truth)), "positives": int(truth.sum()), "threshold": float(threshold),
+        "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp),
+    }
+
+
+def plot_pr_curve(probabilities: Iterable[float], labels: Iterable[int], path: str | Path,
+                  threshold: float | None = None, title: str = "Precision-recall (test)") -> Path:
+    """A PNG of the precision-recall curve, with the operating point at `threshold` marked."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    scores = np.asarray(list(probabilities), dtype=np.float64)
+    truth = np.asarray(list(labels)).astype(int)
+    figure = Figure(figsize=(5, 4), dpi=100)
+    axes = figure.add_subplot()
+    if truth.any():
+        precision, recall, _ = precision_recall_curve(truth, scores)
+        axes.plot(recall, precision, label=f"AP = {average_precision_score(truth, scores):.3f}")
+        if threshold is not None:
+            predicted = scores >= threshold
+            point_precision = truth[predicted].mean() if predicted.any() else 0.0
+            point_recall = predicted[truth == 1].mean()
+            axes.scatter([point_recall], [point_precision], color="tab:red", zorder=3,
+                         label=f"threshold {threshold:.3f}")
+        axes.legend(loc="lower left")
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01), title=title)
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(metrics: Mapping[str, Any], path: str | Path,
+                          title: str = "Confusion matrix (test)") -> Path:
+    """A PNG of the 2x2 confusion matrix from `evaluate`'s tn, fp, fn, tp."""
+    from matplotlib.figure import Figure
+
+    cells = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]])
+    figure = Figure(figsize=(4, 4), dpi=100)
+    axes = figure.add_subplot()
+    axes.imshow(cells, cmap="Blues")
+    for (row, column), count in np.ndenumerate(cells):
+        axes.text(column, row, str(count), ha="center", va="center",
+                  color="white" if count > cells.max() / 2 else "black")
+    axes.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["not AI", "AI"], yticklabels=["not AI", "AI"],
+             xlabel="predicted", ylabel="true", title=title)
+    return _save(figure, path)
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+# --- the served model ----------------------------------------------------------------------
+
+class AITweetClassifier(mlflow.pyfunc.PythonModel):
+    """The registered pyfunc: DataFrame[`text`] → DataFrame[`ai_probability`, `label`].
+
+    Wraps the `.keras` file because `mlflow.tensorflow` cannot feed strings to a Keras 3 model.
+    """
+
+    def load_context(self, context: Any) -> None:
+        self.model = load_keras_model(context.artifacts[KERAS_ARTIFACT])
+        config = json.loads(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
+        self.threshold = float(config["threshold"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        if isinstance(model_input, pd.DataFrame):
+            if TEXT_COLUMN not in model_input.columns:
+                raise ValueError(f"the input needs a {TEXT_COLUMN!r} column of raw tweet text; "
+                                 f"got columns {list(model_input.columns)}")
+            texts = model_input[TEXT_COLUMN].tolist()
+        else:  # a list or Series of texts, as pyfunc callers sometimes pass
+            texts = list(model_input)
+        probabilities = predict_probabilities(self.model, texts)
+        output = pd.DataFrame({PROBABILITY_COLUMN: probabilities,
+                               LABEL_COLUMN: (probabilities >= self.threshold).astype(np.int64)})
+        # `ai-tweets serve` tells the server which registered version it serves, so that
+        # every prediction says which version made it (see ai_tweets.serving).
+        version = os.environ.get("AI_TWEETS_MODEL_VERSION")
+        if version:
+            output["model_version"] = version
+        return output
+
+
+def model_signature() -> Any:
+    """Input: a string `text` column; output: `ai_probability` (double) and `label` (long)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
+                          outputs=Schema([ColSpec("double", PROBABILITY_COLUMN),
+                                          ColSpec("long", LABEL_COLUMN)]))
+
+
+def pip_requirements() -> list[str]:
+    """The serving requirements, pinned to this environment's versions."""
+    pins = []
+    for package in _PINNED_PACKAGES:
+        candidates = ("tensorflow-cpu", "tensorflow") if package == "tensorflow-cpu" else (package,)
+        for candidate in candidates:
+            try:
+                pins.append(f"{candidate}=={metadata.version(candidate)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
+        else:
+            raise RuntimeError(f"{package} is not installed: cannot pin the model's serving requirements")
+    return pins
+
+
+def _loggable_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """Numeric, finite values only (MLflow rejects None and NaN is useless in charts)."""
+    return {key: float(value) for key, value in values.items()
+            if isinstance(value, int | float | np.number) and not isinstance(value, bool)
+            and math.isfinite(float(value))}
+
+
+def log_and_register(trained: TrainedModel, metrics: Mapping[str, Any], *, tracking_uri: str, model_name: str,
+                     params: Mapping[str, Any] | None = None, plots: Iterable[str | Path] = (),
+                     tags: Mapping[str, str] | None = None, dataset_info: Mapping[str, Any] | None = None,
+                     experiment_name: str = "ai-tweet-classifier") -> ModelVersion:
+    """Log one training run and register its pyfunc as a new version of `model_name`.
+
+    Uses the active MLflow run if there is one, else starts (and ends) a run in
+    `experiment_name`. Logs the hyperparameters and `params`, the threshold, `metrics`
+    (finite numbers only), the per-epoch curves, `plots` under `plots/`, `dataset_info`
+    (e.g. version and row counts) as `dataset.*` params and tags, and the model with its
+    signature, input example and pinned requirements. Aliases are `promote_if_better`'s job.
+    """
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    started = mlflow.active_run() is None
+    if started:
+        mlflow.set_experiment(experiment_name)
+        mlflow.start_run()
+    try:
+        dataset = {f"dataset.{key}": value for key, value in (dataset_info or {}).items()}
+        mlflow.log_params({**trained.hyperparameters, **(params or {}), **dataset,
+                           "threshold": trained.threshold})
+        mlflow.set_tags({**(tags or {}), **{key: str(value) for key, value in dataset.items()}})
+        mlflow.log_metrics(_loggable_metrics(metrics))
+        for name, values in trained.history.items():
+            for epoch, value in enumerate(values):
+                mlflow.log_metric(f"epoch_{name}", value, step=epoch)
+        for plot in plots:
+            mlflow.log_artifact(str(plot), artifact_path="plots")
+        with tempfile.TemporaryDirectory(prefix="ai-tweets-model-") as workdir:
+            keras_path = Path(workdir) / _KERAS_FILE
+            trained.model.save(keras_path)
+            config_path = Path(workdir) / _CONFIG_FILE
+            config_path.write_text(json.dumps({"threshold": trained.threshold, **trained.hyperparameters}))
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=AITweetClassifier(),
+                artifacts={KERAS_ARTIFACT: str(keras_path), CONFIG_ARTIFACT: str(config_path)},
+                # The package travels with the model: the pickled class is ai_tweets.model's.
+                code_paths=[str(Path(__file__).resolve().parent)],
+                signature=model_signature(),
+                input_example=pd.DataFrame({TEXT_COLUMN: list(_INPUT_EXAMPLE)}),
+                pip_requirements=pip_requirements(),
+                registered_model_name=model_name,
+            )
+        return MlflowClient(tracking_uri).get_model_version(model_name, str(info.registered_model_version))
+    finally:
+        if started:
+            mlflow.end_run()
+
+
+def _champion(client: MlflowClient, model_name: str) -> ModelVersion | None:
+    version = client.get_registered_model(model_name).aliases.get(CHAMPION)
+    return client.get_model_version(model_name, str(version)) if version is not None else None
+
+
+def promote_if_better(client: MlflowClient, model_name: str, new_version: ModelVersion | str | int,
+                      new_score: float, metric_name: str,
+                      champion_score_lookup: Callable[[ModelVersion], float]) -> dict[str, Any]:
+    """Give `new_version` the `champion` alias if it beats the current champion, else `challenger`.
+
+    The caller scores both on the same test split: `new_score` for the new version, and
+    `champion_score_lookup(champion_version)` for the champion (called only if there is one).
+    Higher is better; a tie keeps the champion. The decision is returned and recorded on the
+    new version and on its run (tags and metrics).
+    """
+    version = str(getattr(new_version, "version", new_version))
+    champion = _champion(client, model_name)
+    champion_version = champion.version if champion is not None else None
+    champion_score = None
+    if champion is None or champion.version == version:
+        promoted = True
+    else:
+        champion_score = float(champion_score_lookup(champion))
+        promoted = float(new_score) > champion_score
+    client.set_registered_model_alias(model_name, CHAMPION if promoted else CHALLENGER, version)
+    decision = {"promoted": promoted, "model_name": model_name, "metric": metric_name,
+                "new_version": version, "new_score": float(new_score),
+                "champion_version": champion_version, "champion_score": champion_score,
+                "alias": CHAMPION if promoted else CHALLENGER}
+    for key in ("promoted", "alias", "champion_version"):
+        client.set_model_version_tag(model_name, version, f"promotion.{key}", str(decision[key]))
+    run_id = client.get_model_version(model_name, version).run_id
+    if run_id:
+        # Tags and metrics, not params: a retried promotion may record a different decision.
+        client.set_tag(run_id, "promotion.previous_champion", str(champion_version))
+        client.set_tag(run_id, "promotion.decision", "champion" if promoted else "challenger")
+        client.log_metric(run_id, "promotion.promoted", float(promoted))
+        client.log_metric(run_id, f"promotion.new_{metric_name}", float(new_score))
+        if champion_score is not None:
+            client.log_metric(run_id, f"promotion.champion_{metric_name}", champion_score)
+    return decision
+
+
+# --- scoring from outside (the `ai-tweets predict` command) -------------------------------
+
+def load_classifier(model_uri: str, tracking_uri: str | None = None) -> mlflow.pyfunc.PyFuncModel:
+    """The pyfunc at `model_uri` (e.g. models:/ai-tweet-classifier@champion)."""
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri)
+
+
+def predict_texts(model: str | mlflow.pyfunc.PyFuncModel, texts: Iterable[Any],
+                  tracking_uri: str | None = None) -> np.ndarray:
+    """P(AI) per text from a model URI or an already loaded classifier."""
+    classifier = load_classifier(model, tracking_uri) if isinstance(model, str) else model
+    output = classifier.predict(pd.DataFrame({TEXT_COLUMN: _clean(texts)}))
+    return output[PROBABILITY_COLUMN].to_numpy(dtype=np.float64)

@@ -1,0 +1,275 @@
+"""The classifier: trains on soft targets, picks its threshold on dev, logs and registers a
+pyfunc that matches the Keras model, and moves `champion` only to a better version.
+
+Runs its own MLflow tracking server (SQLite store, local artifacts) on a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+mlflow = pytest.importorskip("mlflow")
+pytest.importorskip("tensorflow")
+
+from ai_tweets import model as classifier  # noqa: E402
+from ai_tweets.generator import generate  # noqa: E402
+from ai_tweets.schema import normalize  # noqa: E402
+
+RESERVED_PORTS = {5000, 5001, 8080, 8081, 55432, 59092}  # the local stack's
+TWEETS = 6_000
+TRAIN, DEV = slice(0, 4_000), slice(4_000, 5_000)
+TEST = slice(5_000, TWEETS)
+
+
+def _free_port() -> int:
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in RESERVED_PORTS:
+            return port
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.read().decode().strip() == "OK"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow tracking server with a model registry, stopped at the end."""
+    root = tmp_path_factory.mktemp("mlflow")
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    log = (root / "server.log").open("wb")
+    server = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while not _healthy(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the MLflow server did not start; see {root / 'server.log'}:\n"
+                                   + (root / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # its own session: the server and its workers only
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        try:
+            os.killpg(server.pid, signal.SIGKILL)  # job-runner children that outlived the server
+        except ProcessLookupError:
+            pass
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, Any]:
+    items = list(generate(TWEETS, seed=3))
+    texts = [normalize(item.payload).text for item in items]
+    labels = np.array([item.is_ai for item in items], dtype=int)
+    return {"texts": texts, "labels": labels, "soft": np.where(labels == 1, 0.9, 0.1)}
+
+
+def _train(data: dict[str, Any], targets: np.ndarray, **options: Any) -> classifier.TrainedModel:
+    return classifier.train(data["texts"][TRAIN], targets[TRAIN], data["texts"][DEV], data["soft"][DEV],
+                            dev_labels=data["labels"][DEV], **options)
+
+
+@pytest.fixture(scope="module")
+def trained(data: dict[str, Any]) -> dict[str, classifier.TrainedModel]:
+    """The real model on soft targets, an under-trained one, and one fit to shuffled labels.
+
+    Shuffled labels still leave a fair F1 (~0.7): averaging over padding makes text length a
+    feature even at initialization, and length separates the generator's classes.
+    """
+    shuffled = np.random.default_rng(0).permutation(data["soft"])
+    return {"good": _train(data, data["soft"], epochs=8),
+            "weak": _train(data, data["soft"], epochs=1),
+            "shuffled": _train(data, shuffled, epochs=1)}
+
+
+@pytest.fixture(scope="module")
+def registry(tracking_uri: str, data: dict[str, Any], trained: dict[str, classifier.TrainedModel],
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Register weak, then shuffled, then good, each followed by the promotion decision."""
+    from mlflow import MlflowClient
+
+    model_name = f"ai-tweet-classifier-test-{uuid.uuid4().hex[:8]}"
+    client = MlflowClient(tracking_uri)
+    test_texts, test_labels = data["texts"][TEST], data["labels"][TEST]
+
+    def registry_f1(version: Any) -> float:
+        """A registered version's test F1 at its own stored threshold, loaded as the DAG will."""
+        output = classifier.load_classifier(f"models:/{model_name}/{version.version}").predict(
+            pd.DataFrame({"text": test_texts}))
+        return classifier.evaluate(output["label"], test_labels, threshold=0.5)["f1"]  # labels are 0/1
+
+    versions, decisions, scores, metrics = {}, {}, {}, {}
+    for kind in ("weak", "shuffled", "good"):
+        model = trained[kind]
+        metrics[kind] = classifier.evaluate(model.predict(test_texts), test_labels, model.threshold)
+        plots_dir = tmp_path_factory.mktemp(f"plots-{kind}")
+        plots = [classifier.plot_pr_curve(model.predict(test_texts), test_labels, plots_dir / "pr_curve.png",
+                                          model.threshold),
+                 classifier.plot_confusion_matrix(metrics[kind], plots_dir / "confusion_matrix.png")]
+        versions[kind] = classifier.log_and_register(
+            model, {f"test_{key}": value for key, value in metrics[kind].items()},
+            tracking_uri=tracking_uri, model_name=model_name, params={"variant": kind}, plots=plots,
+            tags={"purpose": "unit test"}, dataset_info={"version": 0, "train_rows": TRAIN.stop,
+                                                         "test_rows": TEST.stop - TEST.start},
+            experiment_name=f"{model_name}-runs")
+        scores[kind] = metrics[kind]["f1"]
+        decisions[kind] = classifier.promote_if_better(client, model_name, versions[kind], scores[kind], "f1",
+                                                       registry_f1)
+    return {"name": model_name, "client": client, "versions": versions, "decisions": decisions,
+            "scores": scores, "metrics": metrics}
+
+
+def test_soft_targets_reach_the_f1_bar_on_the_test_split(registry: dict[str, Any]) -> None:
+    metrics = registry["metrics"]["good"]
+    assert metrics["f1"] >= 0.85, metrics
+    assert metrics["support"] == TEST.stop - TEST.start
+    assert metrics["tn"] + metrics["fp"] + metrics["fn"] + metrics["tp"] == metrics["support"]
+    assert 0.9 <= metrics["roc_auc"] <= 1.0 and 0.9 <= metrics["pr_auc"] <= 1.0
+
+
+def test_the_threshold_is_chosen_on_dev_and_stored(data: dict[str, Any], trained: dict[str, Any],
+                                                   registry: dict[str, Any], tmp_path: Path) -> None:
+    good = trained["good"]
+    dev_probabilities = good.predict(data["texts"][DEV])
+    assert good.threshold == classifier.choose_threshold(dev_probabilities, data["labels"][DEV])
+    dev_f1 = classifier.evaluate(dev_probabilities, data["labels"][DEV], good.threshold)["f1"]
+    assert dev_f1 >= classifier.evaluate(dev_probabilities, data["labels"][DEV], 0.5)["f1"]
+
+    version = registry["versions"]["good"]
+    run = registry["client"].get_run(version.run_id)
+    assert float(run.data.params["threshold"]) == pytest.approx(good.threshold)
+    assert run.data.params["dataset.version"] == "0" and run.data.tags["dataset.train_rows"] == "4000"
+    config_dir = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{registry['name']}/{version.version}", dst_path=str(tmp_path))
+    config = json.loads(next(Path(config_dir).rglob("classifier.json")).read_text())
+    assert config["threshold"] == pytest.approx(good.threshold)
+    artifacts = {item.path for item in registry["client"].list_artifacts(version.run_id, "plots")}
+    assert artifacts == {"plots/pr_curve.png", "plots/confusion_matrix.png"}
+
+
+def test_the_champion_pyfunc_matches_the_keras_model(data: dict[str, Any], trained: dict[str, Any],
+                                                     registry: dict[str, Any]) -> None:
+    champion = classifier.load_classifier(f"models:/{registry['name']}@champion")
+    texts = data["texts"][TEST]
+    output = champion.predict(pd.DataFrame({"text": texts}))
+    expected = trained["good"].predict(texts)
+    assert list(output.columns) == ["ai_probability", "label"]
+    assert output["ai_probability"].between(0, 1).all()
+    np.testing.assert_allclose(output["ai_probability"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert (output["label"].to_numpy() == (expected >= trained["good"].threshold)).all()
+    np.testing.assert_allclose(classifier.predict_texts(champion, texts[:10]), expected[:10], atol=1e-6)
+
+
+def test_the_pyfunc_tolerates_empty_and_missing_text(registry: dict[str, Any]) -> None:
+    champion = classifier.load_classifier(f"models:/{registry['name']}@champion")
+    output = champion.predict(pd.DataFrame({"text": ["", None, "   ", "🙏", "New #AI paper https://t.co/x"]}))
+    assert len(output) == 5
+    assert np.isfinite(output["ai_probability"]).all() and output["ai_probability"].between(0, 1).all()
+    assert set(output["label"]) <= {0, 1}
+    assert output["ai_probability"][0] == pytest.approx(output["ai_probability"][1])  # None counts as ""
+
+
+def test_signature_example_and_requirements_are_logged(registry: dict[str, Any], tmp_path: Path) -> None:
+    uri = f"models:/{registry['name']}@champion"
+    info = mlflow.models.get_model_info(uri)
+    assert info.signature == classifier.model_signature()
+    assert info.signature.inputs.input_names() == ["text"]
+    assert {spec.name: spec.type.name for spec in info.signature.outputs.inputs} == {
+        "ai_probability": "double", "label": "long"}
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path)))
+    example = mlflow.models.Model.load(local / "MLmodel").load_input_example(str(local))
+    assert list(example.columns) == ["text"] and len(example) == 2
+    requirements = (local / "requirements.txt").read_text().split()
+    assert set(requirements) == set(classifier.pip_requirements())
+    assert all("==" in requirement for requirement in requirements)
+    assert (local / "code" / "ai_tweets" / "model.py").is_file()
+
+
+def test_champion_moves_only_to_a_better_version(registry: dict[str, Any]) -> None:
+    scores, decisions, versions = registry["scores"], registry["decisions"], registry["versions"]
+    assert scores["shuffled"] < scores["weak"] < scores["good"], scores  # the premise of this test
+
+    first = decisions["weak"]
+    assert first["promoted"] and first["champion_version"] is None and first["alias"] == "champion"
+    worse = decisions["shuffled"]
+    assert not worse["promoted"] and worse["alias"] == "challenger"
+    assert worse["champion_version"] == versions["weak"].version
+    assert worse["champion_score"] == pytest.approx(scores["weak"])
+    better = decisions["good"]
+    assert better["promoted"] and better["champion_score"] == pytest.approx(scores["weak"])
+
+    client, name = registry["client"], registry["name"]
+    assert client.get_model_version_by_alias(name, "champion").version == versions["good"].version
+    assert client.get_model_version_by_alias(name, "challenger").version == versions["shuffled"].version
+    shuffled_run = client.get_run(versions["shuffled"].run_id)
+    assert shuffled_run.data.tags["promotion.decision"] == "challenger"
+    assert shuffled_run.data.metrics["promotion.promoted"] == 0.0
+    assert client.get_model_version(name, versions["good"].version).tags["promotion.promoted"] == "True"
+
+
+def test_evaluate_counts_and_plots(tmp_path: Path) -> None:
+    probabilities = [0.9, 0.8, 0.3, 0.6, 0.1, 0.2]
+    labels = [1, 1, 1, 0, 0, 0]
+    metrics = classifier.evaluate(probabilities, labels, threshold=0.5)
+    assert (metrics["tp"], metrics["fp"], metrics["fn"], metrics["tn"]) == (2, 1, 1, 2)
+    assert metrics["precision"] == pytest.approx(2 / 3) and metrics["recall"] == pytest.approx(2 / 3)
+    assert metrics["accuracy"] == pytest.approx(4 / 6) and metrics["support"] == 6
+    assert metrics["roc_auc"] == pytest.approx(8 / 9)
+    assert classifier.choose_threshold(np.array(probabilities), np.array(labels)) == pytest.approx(0.3)
+    assert np.isnan(classifier.evaluate([0.2, 0.7], [0, 0], 0.5)["roc_auc"])
+    for path in (classifier.plot_pr_curve(probabilities, labels, tmp_path / "pr.png", 0.5),
+                 classifier.plot_confusion_matrix(metrics, tmp_path / "cm.png")):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_prediction_batches_do_not_change_results(data: dict[str, Any], trained: dict[str, Any]) -> None:
+    texts = data["texts"][TEST][:50] + [None, float("nan")]
+    whole = classifier.predict_probabilities(trained["good"].model, texts)
+    in_chunks = classifier.predict_probabilities(trained["good"].model, texts, batch_rows=7)
+    np.testing.assert_allclose(whole, in_chunks, atol=1e-6)
+    assert classifier.predict_probabilities(trained["good"].model, []).shape == (0,)
+
+
+def test_train_rejects_targets_outside_zero_one(data: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="train_targets"):
+        classifier.train(data["texts"][:10], np.full(10, 2.0), data["texts"][10:20], np.zeros(10))
+    with pytest.raises(ValueError, match="lengths"):
+        classifier.train(data["texts"][:10], np.zeros(9), data["texts"][10:20], np.zeros(10))
