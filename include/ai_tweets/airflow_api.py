@@ -63,6 +63,21 @@ class AirflowClient:
                             {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
 
+    def wait_for_run(self, dag_id: str, since, timeout: float = 900) -> str:
+        """The id of the first run of `dag_id` queued at or after `since` (an aware datetime),
+        e.g. one an Asset event scheduled; waits for it to appear."""
+        from datetime import datetime
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
+            recent = [run for run in runs
+                      if datetime.fromisoformat(run["run_after"].replace("Z", "+00:00")) >= since]
+            if recent:
+                return min(recent, key=lambda run: run["run_after"])["dag_run_id"]
+            time.sleep(3)
+        raise AirflowError(f"no run of {dag_id} started within {timeout:.0f} s (is it paused?)")
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}")["state"]
 

@@ -10,3 +10,7 @@ from airflow.sdk import Asset
 RAW_TWEETS = Asset("raw_tweets")
 # The four split tables of a dataset version, with weak labels (`{split}_dataset_{version}`).
 DATASET_SPLITS = Asset("dataset_splits")
+# Updated when a new model version takes the `champion` alias.
+CHAMPION_MODEL = Asset("champion_model")
+# Gold labels from people arrived for a dataset version (new or changed `gold_label`s).
+GOLD_LABELS = Asset("gold_labels")

@@ -106,6 +106,66 @@ def _weak_label_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_command(args: argparse.Namespace) -> int:
+    from ai_tweets.serving import serve
+
+    serve(load_settings(), state_file=args.state_file, poll_seconds=args.poll_seconds)
+    return 0
+
+
+def _classify_command(args: argparse.Namespace) -> int:
+    from ai_tweets.classify import ClassifyOptions, start_classify
+    from ai_tweets.spark import spark_session
+
+    options = ClassifyOptions(
+        available_now=args.available_now, trigger_seconds=args.trigger_seconds,
+        max_offsets_per_trigger=args.max_offsets, starting_offsets=args.starting_offsets,
+        checkpoint_dir=args.checkpoint_dir, request_batch_size=args.batch_size,
+        concurrency=args.concurrency, timeout_seconds=args.timeout, max_wait_seconds=args.max_wait,
+        retweet=args.retweet)
+    spark = spark_session("ai-tweets-classify")
+    query = start_classify(spark, load_settings(), options)
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+    spark.stop()
+    return 0
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    from ai_tweets.train import train_model
+
+    report = train_model(args.dataset_version, epochs=args.epochs, min_gold=args.min_gold, seed=args.seed)
+    decision = report["decision"]
+    print(f"model {report['decision']['model_name']} version {report['model_version']}: "
+          f"test F1 {report['metrics']['f1']:.3f} on {report['evaluated_on']} labels → "
+          f"{decision['alias']} (champion score before: {decision['champion_score']})")
+    return 0
+
+
+def _predict_command(args: argparse.Namespace) -> int:
+    from ai_tweets.train import predict_file
+
+    count = predict_file(args.input, args.output, args.model_uri)
+    print(f"predict: {count:,} texts → {args.output}")
+    return 0
+
+
+def _annotate_command(args: argparse.Namespace) -> int:
+    from ai_tweets import annotation
+
+    if args.action == "bootstrap":
+        print(f"annotate: Label Studio project id {annotation.bootstrap(args.dataset_version)}")
+        return 0
+    if args.action == "push":
+        report = annotation.push(args.dataset_version, args.batch_size, args.strategy, args.max_pending)
+    else:
+        report = annotation.pull(args.dataset_version)
+    print(f"annotate {args.action}: " + ", ".join(f"{key} {value}" for key, value in report.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ai-tweets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +208,51 @@ def build_parser() -> argparse.ArgumentParser:
     weak.add_argument("--output", type=Path, required=True, help="CSV: text,weak_label,weak_prob")
     weak.set_defaults(handler=_weak_label_command)
 
+    train = commands.add_parser("train", help="train, evaluate, register and maybe promote the classifier")
+    train.add_argument("--dataset-version", help="override DATASET_VERSION")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--min-gold", type=int, default=200,
+                       help="gold labels in the test split needed to evaluate on gold (else weak)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=_train_command)
+
+    predict = commands.add_parser("predict", help="score a JSONL file of {\"text\": ...} with a registered model")
+    predict.add_argument("--input", type=Path, required=True)
+    predict.add_argument("--output", type=Path, required=True, help="CSV: text,ai_probability,label")
+    predict.add_argument("--model-uri", help="default: models:/MODEL_NAME@champion")
+    predict.set_defaults(handler=_predict_command)
+
+    serve = commands.add_parser("serve", help="serve the champion model (mlflow models serve), "
+                                              "following the alias")
+    serve.add_argument("--state-file", type=Path, help="JSON file with the serving state (for health checks)")
+    serve.add_argument("--poll-seconds", type=float, default=15.0, help="how often to check the alias")
+    serve.set_defaults(handler=_serve_command)
+
+    classify = commands.add_parser("classify", help="Spark streaming: topic → model serving → ai_tweets")
+    classify.add_argument("--available-now", action="store_true", help="process what the topic holds, then stop")
+    classify.add_argument("--trigger-seconds", type=float, default=1.0)
+    classify.add_argument("--max-offsets", type=int, default=50_000, help="max messages per micro-batch")
+    classify.add_argument("--starting-offsets", choices=["earliest", "latest"], default="earliest")
+    classify.add_argument("--checkpoint-dir", type=Path, help="default: DATA_DIR/checkpoints/classify/TOPIC")
+    classify.add_argument("--batch-size", type=int, default=1_000, help="texts per model-serving request")
+    classify.add_argument("--concurrency", type=int, default=2, help="parallel requests per partition")
+    classify.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    classify.add_argument("--max-wait", type=float, default=900.0,
+                          help="seconds a batch waits for a model server that is down")
+    classify.add_argument("--retweet", action="store_true",
+                          help="retweet AI tweets with links (dry run unless X_RETWEET_DRY_RUN=false)")
+    classify.set_defaults(handler=_classify_command)
+
+    annotate = commands.add_parser("annotate", help="Label Studio: bootstrap the project, push the most "
+                                                    "uncertain tweets, pull gold labels")
+    annotate.add_argument("action", choices=["bootstrap", "push", "pull"])
+    annotate.add_argument("--dataset-version", help="override DATASET_VERSION")
+    annotate.add_argument("--batch-size", type=int, default=100, help="push: tasks to add at most")
+    annotate.add_argument("--strategy", choices=["weak", "model"], default="weak",
+                          help="push: rank by the weak labels' or the served model's uncertainty")
+    annotate.add_argument("--max-pending", type=int, help="push: top the queue up to N unlabeled tasks")
+    annotate.set_defaults(handler=_annotate_command)
+
     demo = commands.add_parser("demo", help="drive the DAGs through Airflow on the running stack")
     demo.add_argument("--source", choices=["generate", "replay", "x"], default="generate")
     demo.add_argument("--file", type=Path, help="JSONL file for --source replay")
@@ -164,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    from ai_tweets.annotation import LabelStudioUnavailable
     from ai_tweets.dataset import DatasetTooSmall
     from ai_tweets.kafka import KafkaUnavailable
     from ai_tweets.storage import DatabaseUnavailable
@@ -173,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
-    except (KafkaUnavailable, DatabaseUnavailable, DatasetTooSmall, LookupError) as exc:
+    except (KafkaUnavailable, DatabaseUnavailable, DatasetTooSmall, LabelStudioUnavailable,
+            LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
 

@@ -53,6 +53,8 @@ def report(tmp_path_factory) -> dict:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/missing/never.db",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        # As in the local stack: the package comes from this checkout's include/.
+        "PYTHONPATH": str(ROOT / "include"),
     }
     result = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(HEAVY_MODULES), *map(str, DAG_FILES)],

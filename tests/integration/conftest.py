@@ -27,11 +27,12 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def local_stack():
+def local_stack() -> bool:
+    """Yields whether the stack was already running before this session."""
     was_up = stack("status", check=False).returncode == 0
     result = stack("up")
     print(result.stdout)
-    yield
+    yield was_up
     state_now = stack("status", check=False).returncode == 0
     if not was_up:
         stack("down")

@@ -1,0 +1,136 @@
+"""End-to-end classify throughput and latency, Kafka → Spark → model serving → Postgres,
+against the one-request-per-row call pattern, in the same run, on the local stack.
+
+    make up && python benchmarks/classify_stream.py [--tweets 100000] [--rate 1000] [--seconds 60]
+
+1. throughput: N generated tweets already in a fresh topic, classified in available-now
+   mode (batched calls); tweets/s over the streaming part (first batch start → last end).
+2. latency: the job running continuously while a producer sends `--rate` tweets/s for
+   `--seconds`; per AI row, produce (Kafka timestamp) → row committed; p50/p95.
+3. baseline: the same job with one request per tweet (`--batch-size 1 --concurrency 1`) over
+   a smaller sample, so the ratio is measured, not assumed.
+A model of its own is trained on generated data, registered and served on a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "include"), str(ROOT / "tests" / "integration")]
+
+from model_helpers import ModelServer, free_port, register_model  # noqa: E402
+
+from ai_tweets.capture import produce_tweets  # noqa: E402
+from ai_tweets.settings import environment, load_settings  # noqa: E402
+from ai_tweets.storage import connect  # noqa: E402
+
+
+def _env(base: dict, topic: str) -> dict:
+    return {**base, "TWEETS_TOPIC": topic, "DATA_DIR": str(ROOT / ".local" / "bench" / topic)}
+
+
+def _job(env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "classify.py"), *args],
+                            env={**os.environ, **env, "PYTHONPATH": str(ROOT / "include")},
+                            start_new_session=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def _batches(settings, topic: str) -> list[tuple]:
+    name = f"classify_{topic}".replace("-", "_").replace(".", "_")
+    with connect(settings) as conn:
+        return conn.execute("SELECT rows_in, latency_ms, finished_at FROM classify_batches WHERE query_name = %s "
+                            "ORDER BY batch_id", (name,)).fetchall()
+
+
+def _streaming_rate(settings, topic: str) -> tuple[int, float]:
+    rows = [b for b in _batches(settings, topic) if b[0]]
+    total = sum(b[0] for b in rows)
+    began = rows[0][2].timestamp() - rows[0][1] / 1000
+    return total, total / max(rows[-1][2].timestamp() - began, 1e-9)
+
+
+def throughput(base: dict, tweets: int, *extra: str) -> tuple[int, float]:
+    topic = f"bench-classify-{uuid.uuid4().hex[:8]}"
+    env = _env(base, topic)
+    settings = load_settings(env)
+    produce_tweets("generate", count=tweets, seed=71, settings=settings)
+    job = _job(env, "--available-now", *extra)
+    if job.wait() != 0:
+        raise SystemExit(f"classify job failed ({' '.join(extra)})")
+    return _streaming_rate(settings, topic)
+
+
+def latency(base: dict, rate: float, seconds: float) -> dict:
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    env = _env(base, topic)
+    settings = load_settings(env)
+    produce_tweets("generate", count=100, seed=72, settings=settings)  # create the topic
+    job = _job(env, "--trigger-seconds", "0.5", "--starting-offsets", "latest")
+    time.sleep(25)  # Spark start-up, first empty batches
+    started = time.time()
+    stop = threading.Event()
+    report = produce_tweets("generate", seconds=seconds, seed=73, rate=rate, settings=settings, stop=stop)
+    time.sleep(10)  # the last batches
+    os.killpg(job.pid, signal.SIGTERM)
+    job.wait(60)
+    with connect(settings) as conn:
+        rows = conn.execute(
+            "SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP "
+            "(ORDER BY extract(epoch FROM classified_at - produced_at)), count(*) FROM ai_tweets "
+            "WHERE produced_at >= to_timestamp(%s)", (started,)).fetchone()
+    p50, p95 = rows[0] or (None, None)
+    return {"sent": report["delivered"], "achieved_rate": report["tweets_per_second"], "ai_rows": rows[1],
+            "p50_s": p50, "p95_s": p95}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tweets", type=int, default=100_000)
+    parser.add_argument("--baseline-tweets", type=int, default=3_000)
+    parser.add_argument("--rate", type=float, default=1_000)
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+
+    base = {**environment(), "MODEL_NAME": f"bench-clf-{uuid.uuid4().hex[:6]}",
+            "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}"}
+    settings = load_settings(base)
+    print("training and serving a benchmark model …", flush=True)
+    register_model(settings, seed=70)
+    server = ModelServer(base, ROOT / ".local" / "bench" / "serving.json")
+    server.start()
+    try:
+        print(f"throughput: {args.tweets:,} tweets, batched requests …", flush=True)
+        batched = throughput(base, args.tweets)
+        print(f"baseline: {args.baseline_tweets:,} tweets, one request per tweet …", flush=True)
+        per_row = throughput(base, args.baseline_tweets, "--batch-size", "1", "--concurrency", "1")
+        print(f"latency: {args.rate:.0f} tweets/s for {args.seconds:.0f} s …", flush=True)
+        lat = latency(base, args.rate, args.seconds)
+    finally:
+        server.stop()
+    results = {"batched_tweets": batched[0], "batched_tweets_per_s": round(batched[1]),
+               "per_row_tweets": per_row[0], "per_row_tweets_per_s": round(per_row[1]),
+               "speedup": round(batched[1] / per_row[1], 1), **{f"latency_{k}": v for k, v in lat.items()}}
+    print()
+    print(f"{'end-to-end throughput, batched':<44}{results['batched_tweets_per_s']:>10,} tweets/s")
+    print(f"{'end-to-end throughput, one request per row':<44}{results['per_row_tweets_per_s']:>10,} tweets/s")
+    print(f"{'speed-up of batching':<44}{results['speedup']:>10}x")
+    print(f"{'latency at ' + str(int(args.rate)) + ' tweets/s: p50 / p95':<44}"
+          f"{lat['p50_s'] or float('nan'):>6.2f} s / {lat['p95_s'] or float('nan'):.2f} s "
+          f"({lat['ai_rows']:,} AI rows, sent {lat['achieved_rate']:,}/s)")
+    (ROOT / ".local" / "bench").mkdir(parents=True, exist_ok=True)
+    (ROOT / ".local" / "bench" / "classify_stream.json").write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""
+### Classify the live stream
+
+Keeps the long-running Spark job `spark_jobs/classify.py` running: Kafka topic `tweets` →
+batched calls to MLflow model serving (the `champion`) → `ai_tweets`, `tweet_urls` and
+`classify_batches` in streamingdb, with an optional retweet of AI tweets with links
+(dry-run by default).
+
+The task does not run the stream itself (that would hold a worker slot forever): every five
+minutes, and whenever a new champion is promoted, it starts the job as a detached process if
+it is not running (so a job that died comes back), and returns at once. Triggering it twice
+is harmless. Until a first champion exists it only reports that it is waiting.
+Logic: `ai_tweets.jobs.ensure_classifier`, `ai_tweets.classify`.
+"""
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+from ai_tweets.assets import CHAMPION_MODEL
+from ai_tweets.jobs import ensure_classifier
+
+
+@dag(
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
+                                 assets=[CHAMPION_MODEL]),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    doc_md=__doc__,
+    tags=["classify", "spark", "streaming"],
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    params={"retweet": Param(False, type="boolean", description="retweet AI tweets with links (dry-run "
+                                                                "unless X_RETWEET_DRY_RUN=false)")},
+)
+def classify_stream():
+    task(ensure_classifier, task_id="ensure_classifier_running")(retweet="{{ params.retweet }}")
+
+
+classify_stream()

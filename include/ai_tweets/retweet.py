@@ -1,0 +1,414 @@
+"""The business action: retweet AI tweets that link outside X, at most once each, within a budget.
+
+Every decision is a row of the table `retweets` (primary key tweet_id), written with
+`INSERT … ON CONFLICT DO NOTHING`: a tweet that has a row is never considered again, whatever
+its action was, so replays, restarts and concurrent workers never retweet twice.
+
+    action         meaning
+    pending        claimed, the POST to X is under way (or the process died during it)
+    retweeted      X answered {"retweeted": true}
+    would_retweet  dry run: eligible and within the budget, nothing sent to X
+    skipped        not eligible (no external link, denied or unlisted domain), or over a rate limit
+    failed         X refused or could not be reached; not retried
+
+Crash safety: the `pending` row is committed before the POST and updated after it. A process
+that dies in between leaves `pending` behind, and a pending tweet is never retried
+automatically: X may have retweeted it. To retry, check the account, then delete the row.
+Dry-run decisions are final too: a tweet recorded `would_retweet` is not retweeted after the
+switch to live mode.
+
+Rate limits. X allows 50 `POST /2/users/:id/retweets` requests per 15-minute window per
+authenticated user (X API v2 reference for that endpoint; lower tiers of X's plans may allow
+fewer, so set X_RETWEETS_PER_15_MIN to your plan). The budget here, 40 by default, is a
+sliding window over this table: rows that made a request to X (pending, retweeted, failed)
+decided in the last 15 minutes; in dry run the would_retweet rows, so that a dry run shows what
+live mode would do. Candidates over the budget are recorded `skipped` (reason
+`local_rate_limit`), not queued: a retweet is worth something while the tweet is fresh, and a
+queue would burst later. Within a batch the most probable AI tweets go first. A 429 from X
+records that tweet `failed` and pauses this Retweeter until `x-rate-limit-reset` (15 minutes
+when X sends no reset time); candidates during the pause are recorded `skipped` (reason
+`x_rate_limit`). Nothing sleeps or retries in a loop. The pause lives in the process; the
+budget lives in the table, so a restarted worker keeps to it.
+
+Credentials: OAuth 1.0a user context (the manage-Retweets endpoints require a user's access
+token; OAuth 1.0a tokens do not expire, unlike OAuth 2.0 user tokens that need refreshing
+every two hours), from X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET.
+Only live mode (X_RETWEET_DRY_RUN=false) needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Literal
+
+import psycopg
+import requests
+import tweepy
+from psycopg import sql
+
+from ai_tweets import x_api
+from ai_tweets.schema import Tweet
+from ai_tweets.settings import Settings, SettingsError, environment
+from ai_tweets.storage import connect
+from ai_tweets.tables import identifier
+from ai_tweets.urls import UrlRecord, domain_of, extract_urls
+
+log = logging.getLogger(__name__)
+
+RETWEETS_TABLE = "retweets"
+X_RETWEETS_PER_15_MIN = 50  # X's limit on POST /2/users/:id/retweets, per user
+DEFAULT_RETWEETS_PER_15_MIN = 40  # a margin below it for retweets made by hand on the same account
+X_PAUSE_WITHOUT_RESET = 15 * 60.0  # a 429 without x-rate-limit-reset: wait a whole window
+X_REQUEST_TIMEOUT = (10.0, 30.0)  # connect, read: a stalled POST must not hold the stream
+_WINDOW_LOCK = "ai_tweets.retweets"  # advisory lock serializing budget checks across workers
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_PLACEHOLDER = "change-me"
+
+Action = Literal["retweeted", "would_retweet", "skipped", "failed", "already_decided"]
+
+
+class RetweetError(RuntimeError):
+    """Retweeting cannot go on (X rejects the credentials, the account cannot be identified)."""
+
+
+# --- policy and credentials -----------------------------------------------------------------
+
+
+def _domain_entry(value: str, variable: str) -> str:
+    """A domain of an allow or deny list, normalized like `urls.domain_of` (lower case, IDNA,
+    no `www.`); `*.example.com` and `.example.com` mean example.com and its subdomains."""
+    entry = value.strip().removeprefix("*.").removeprefix(".")
+    domain = domain_of(f"https://{entry}/") if entry and not set(entry) & set("/:@?#") else None
+    if domain is None:
+        raise SettingsError(f"{variable}: {value.strip()!r} is not a domain name (expected e.g. arxiv.org).")
+    return domain
+
+
+def _domain_list(values: Iterable[str], variable: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_domain_entry(v, variable) for v in values if v.strip()))
+
+
+@dataclass(frozen=True)
+class RetweetPolicy:
+    """What may be retweeted and how fast. Domains match themselves and their subdomains; a
+    tweet with a denied domain among its links is skipped (deny wins over allow); with an
+    allow list, every link outside X must be on it (a retweet endorses all its links)."""
+
+    dry_run: bool = True
+    max_per_15min: int = DEFAULT_RETWEETS_PER_15_MIN
+    allow_domains: tuple[str, ...] = ()
+    deny_domains: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_per_15min <= X_RETWEETS_PER_15_MIN:
+            raise SettingsError(
+                f"X_RETWEETS_PER_15_MIN={self.max_per_15min} must be from 1 to {X_RETWEETS_PER_15_MIN}, "
+                f"X's limit of retweets per 15 minutes per user."
+            )
+        object.__setattr__(self, "allow_domains", _domain_list(self.allow_domains, "X_RETWEET_ALLOW_DOMAINS"))
+        object.__setattr__(self, "deny_domains", _domain_list(self.deny_domains, "X_RETWEET_DENY_DOMAINS"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RetweetPolicy:
+        """X_RETWEET_DRY_RUN (default true), X_RETWEETS_PER_15_MIN (default 40),
+        X_RETWEET_ALLOW_DOMAINS and X_RETWEET_DENY_DOMAINS (comma-separated, default empty)."""
+        dry_run = env.get("X_RETWEET_DRY_RUN", "").strip().lower() or "true"
+        if dry_run not in _TRUE | _FALSE:
+            raise SettingsError(f"X_RETWEET_DRY_RUN={dry_run!r} must be true or false.")
+        limit = env.get("X_RETWEETS_PER_15_MIN", "").strip() or str(DEFAULT_RETWEETS_PER_15_MIN)
+        if not limit.isascii() or not limit.isdigit() or len(limit) > 6:
+            raise SettingsError(f"X_RETWEETS_PER_15_MIN={limit!r} must be a whole number from 1 to "
+                                f"{X_RETWEETS_PER_15_MIN}.")
+        return cls(
+            dry_run=dry_run in _TRUE,
+            max_per_15min=int(limit),
+            allow_domains=tuple(env.get("X_RETWEET_ALLOW_DOMAINS", "").split(",")),
+            deny_domains=tuple(env.get("X_RETWEET_DENY_DOMAINS", "").split(",")),
+        )
+
+
+@dataclass(frozen=True)
+class XCredentials:
+    """OAuth 1.0a user context: the app's consumer key and secret, the account's access token."""
+
+    api_key: str = field(repr=False)
+    api_secret: str = field(repr=False)
+    access_token: str = field(repr=False)
+    access_token_secret: str = field(repr=False)
+
+
+def credentials_from_env(env: Mapping[str, str]) -> XCredentials:
+    """The account's credentials, or SettingsError naming the first missing variable."""
+    values = {}
+    for variable in ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"):
+        value = env.get(variable, "").strip()
+        if not value or value == _PLACEHOLDER:
+            raise SettingsError(
+                f"{variable} is not set: live retweeting (X_RETWEET_DRY_RUN=false) needs the OAuth 1.0a "
+                f"keys of the X app (X_API_KEY, X_API_SECRET) and the account's access token "
+                f"(X_ACCESS_TOKEN, X_ACCESS_TOKEN_SECRET), from the app's Keys and tokens page."
+            )
+        values[variable.removeprefix("X_").lower()] = value
+    return XCredentials(**values)
+
+
+def user_client(credentials: XCredentials, base_url: str | None = None) -> tweepy.Client:
+    """A tweepy client acting as the account; `base_url` redirects it (a fake server, a proxy)."""
+    client = x_api._client(tweepy.Client, None, base_url, consumer_key=credentials.api_key,
+                           consumer_secret=credentials.api_secret, access_token=credentials.access_token,
+                           access_token_secret=credentials.access_token_secret)
+    # tweepy passes no timeout to requests, which then waits forever on a silent server
+    client.session.request = partial(client.session.request, timeout=X_REQUEST_TIMEOUT)
+    return client
+
+
+# --- eligibility ------------------------------------------------------------------------------
+
+
+def _listed(domain: str, domains: Sequence[str]) -> bool:
+    return any(domain == listed or domain.endswith("." + listed) for listed in domains)
+
+
+def eligible(urls: Sequence[UrlRecord], policy: RetweetPolicy) -> tuple[bool, str]:
+    """Whether a tweet with these links may be retweeted, and why (the reason is stored)."""
+    if not urls:
+        return False, "no_links"
+    denied = [url.domain for url in urls if _listed(url.domain, policy.deny_domains)]
+    if denied:
+        return False, f"denied_domain: {denied[0]}"
+    external = [url for url in urls if not url.is_twitter]
+    if not external:
+        return False, "twitter_links_only"
+    if policy.allow_domains:
+        unlisted = [url.domain for url in external if not _listed(url.domain, policy.allow_domains)]
+        if unlisted:
+            return False, f"domain_not_allowed: {unlisted[0]}"
+    return True, "eligible: " + ", ".join(dict.fromkeys(url.domain for url in external))
+
+
+# --- the action -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An AI tweet the classifier kept, with its links."""
+
+    tweet_id: int
+    author_handle: str | None
+    ai_probability: float
+    urls: tuple[UrlRecord, ...]
+
+    @classmethod
+    def from_tweet(cls, tweet: Tweet, ai_probability: float) -> Candidate:
+        return cls(tweet.id, tweet.author_handle, ai_probability, tuple(extract_urls(tweet)))
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(url.domain for url in self.urls))
+
+
+@dataclass(frozen=True)
+class RetweetResult:
+    tweet_id: int
+    action: Action  # `already_decided`: a row existed, nothing was written or sent
+    reason: str
+    domains: tuple[str, ...] = ()
+
+
+def ensure_retweets_table(conn: psycopg.Connection) -> None:
+    """One row per tweet ever considered; idempotent: primary key tweet_id."""
+    conn.execute(sql.SQL("""
+        CREATE TABLE IF NOT EXISTS {table} (
+            tweet_id        bigint PRIMARY KEY,
+            decided_at      timestamptz NOT NULL DEFAULT now(),
+            action          text NOT NULL CHECK (action IN
+                                ('pending', 'retweeted', 'would_retweet', 'skipped', 'failed')),
+            reason          text NOT NULL,
+            dry_run         boolean NOT NULL,
+            author_handle   text,
+            ai_probability  double precision,
+            domains         text[] NOT NULL,
+            response        text,
+            completed_at    timestamptz
+        )""").format(table=identifier(RETWEETS_TABLE)))
+    # the budget counts the recent rows that are not `skipped`
+    index = sql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {table} (decided_at) WHERE action <> 'skipped'")
+    conn.execute(index.format(index=sql.Identifier(f"{RETWEETS_TABLE}_window_idx"),
+                              table=identifier(RETWEETS_TABLE)))
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Retweeter:
+    """Decides on candidates and acts on them, recording every decision in `retweets`.
+
+    `client_factory` builds the tweepy client for live mode (default: OAuth 1.0a from
+    `credentials_from_env(env)`, redirected to X_API_BASE_URL when that is set). It is called
+    once, at the first candidate that would be sent to X; a dry run never calls it.
+    """
+
+    def __init__(self, settings: Settings, policy: RetweetPolicy,
+                 client_factory: Callable[[], tweepy.Client] | None = None,
+                 env: Mapping[str, str] | None = None):
+        self.settings = settings
+        self.policy = policy
+        if client_factory is None and not policy.dry_run:
+            credentials = credentials_from_env(environment() if env is None else env)  # fail fast
+            client_factory = partial(user_client, credentials, settings.x_api_base_url)
+        self._client_factory = client_factory
+        self._client: tweepy.Client | None = None
+        self._paused_until = 0.0  # epoch seconds: X answered 429 until then
+        self._table_ready = False
+
+    def process(self, candidates: Sequence[Candidate]) -> list[RetweetResult]:
+        """One result per distinct tweet id, in the order given; the most probable AI tweets
+        are decided first, so they get the budget."""
+        unique: dict[int, Candidate] = {}
+        for candidate in candidates:
+            unique.setdefault(candidate.tweet_id, candidate)
+        if not unique:
+            return []
+        results: dict[int, RetweetResult] = {}
+        with connect(self.settings, autocommit=True) as conn:
+            if not self._table_ready:
+                ensure_retweets_table(conn)
+                self._table_ready = True
+            decided = dict(conn.execute(
+                sql.SQL("SELECT tweet_id, action FROM {table} WHERE tweet_id = ANY(%s)")
+                .format(table=identifier(RETWEETS_TABLE)), (list(unique),)).fetchall())
+            for candidate in sorted(unique.values(), key=lambda c: -c.ai_probability):
+                if candidate.tweet_id in decided:
+                    results[candidate.tweet_id] = RetweetResult(
+                        candidate.tweet_id, "already_decided", f"already {decided[candidate.tweet_id]}",
+                        candidate.domains)
+                else:
+                    results[candidate.tweet_id] = self._decide(conn, candidate)
+        return [results[tweet_id] for tweet_id in unique]
+
+    def _decide(self, conn: psycopg.Connection, candidate: Candidate) -> RetweetResult:
+        ok, reason = eligible(candidate.urls, self.policy)
+        if not ok:
+            return self._record(conn, candidate, "skipped", reason)
+        if self.policy.dry_run:
+            recorded, reason = self._claim(conn, candidate, "would_retweet", reason)
+            if recorded == "would_retweet":
+                log.info("would retweet %d (%s)", candidate.tweet_id, ", ".join(candidate.domains))
+            return self._result(candidate, recorded, reason)
+        if time.time() < self._paused_until:
+            paused = f"x_rate_limit: paused until {_utc(self._paused_until)}"
+            return self._record(conn, candidate, "skipped", paused)
+        client = self._account()
+        recorded, reason = self._claim(conn, candidate, "pending", reason)
+        if recorded != "pending":
+            return self._result(candidate, recorded, reason)
+        try:
+            action, reason, response = self._send(client, candidate.tweet_id)
+        except RetweetError as exc:
+            self._complete(conn, candidate.tweet_id, "failed", "x_unauthorized: 401", str(exc))
+            raise
+        self._complete(conn, candidate.tweet_id, action, reason, response)
+        return self._result(candidate, action, reason)
+
+    @staticmethod
+    def _result(candidate: Candidate, recorded: str | None, reason: str) -> RetweetResult:
+        if recorded is None:  # another worker recorded this tweet between our check and our insert
+            return RetweetResult(candidate.tweet_id, "already_decided", "already decided by another worker",
+                                 candidate.domains)
+        return RetweetResult(candidate.tweet_id, recorded, reason, candidate.domains)
+
+    # --- the table ----------------------------------------------------------------------------
+
+    def _insert(self, conn: psycopg.Connection, candidate: Candidate, action: str, reason: str) -> bool:
+        """Record a decision; False if the tweet has a row already."""
+        return conn.execute(sql.SQL("""
+            INSERT INTO {table} (tweet_id, action, reason, dry_run, author_handle, ai_probability, domains)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (tweet_id) DO NOTHING""").format(table=identifier(RETWEETS_TABLE)),
+            (candidate.tweet_id, action, reason, self.policy.dry_run, candidate.author_handle,
+             candidate.ai_probability, list(candidate.domains))).rowcount == 1
+
+    def _record(self, conn: psycopg.Connection, candidate: Candidate, action: Action,
+                reason: str) -> RetweetResult:
+        inserted = self._insert(conn, candidate, action, reason)
+        return self._result(candidate, action if inserted else None, reason)
+
+    def _claim(self, conn: psycopg.Connection, candidate: Candidate, action: str,
+               reason: str) -> tuple[str | None, str]:
+        """Record `action` if the 15-minute budget allows, else `skipped`; returns what was recorded
+        (None: the tweet had a row) and why. The count and the insert hold an advisory lock, so
+        concurrent workers cannot both take the last slot."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_WINDOW_LOCK,))
+            used = conn.execute(sql.SQL("""
+                SELECT count(*) FROM {table}
+                WHERE dry_run = %s AND action <> 'skipped' AND decided_at > now() - interval '15 minutes'
+                """).format(table=identifier(RETWEETS_TABLE)), (self.policy.dry_run,)).fetchone()[0]
+            if used >= self.policy.max_per_15min:
+                action = "skipped"
+                reason = f"local_rate_limit: {used} in the last 15 min (max {self.policy.max_per_15min})"
+            return (action if self._insert(conn, candidate, action, reason) else None), reason
+
+    def _complete(self, conn: psycopg.Connection, tweet_id: int, action: Action, reason: str,
+                  response: str | None) -> None:
+        """Settle a pending row with X's answer."""
+        conn.execute(sql.SQL("""
+            UPDATE {table} SET action = %s, reason = %s, response = %s, completed_at = now()
+            WHERE tweet_id = %s AND action = 'pending'""").format(table=identifier(RETWEETS_TABLE)),
+            (action, reason, response, tweet_id))
+
+    # --- X ------------------------------------------------------------------------------------
+
+    def _account(self) -> tweepy.Client:
+        """The client, built and checked once: GET /2/users/me must name the access token's user."""
+        if self._client is not None:
+            return self._client
+        assert self._client_factory is not None, "live mode without a client factory"
+        client = self._client_factory()
+        try:
+            me = client.get_me(user_auth=True).data
+        except tweepy.HTTPException as exc:
+            raise RetweetError(f"X refused GET /2/users/me ({exc.response.status_code}): check X_API_KEY, "
+                               f"X_API_SECRET, X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET. {exc}") from exc
+        except requests.RequestException as exc:
+            raise RetweetError(f"cannot reach the X API to identify the account: {exc}") from exc
+        # tweepy posts to /2/users/<the access token's numeric prefix>/retweets
+        token_user = (client.access_token or "").partition("-")[0]
+        if token_user != str(me.id):
+            raise RetweetError(f"X_ACCESS_TOKEN belongs to user id {token_user!r}, but X says the "
+                               f"credentials are @{me.username} ({me.id}): use that account's token.")
+        log.info("retweeting as @%s (user id %s)", me.username, me.id)
+        self._client = client
+        return client
+
+    def _send(self, client: tweepy.Client, tweet_id: int) -> tuple[Action, str, str | None]:
+        """(action, reason, X's answer) of one POST /2/users/:id/retweets."""
+        try:
+            response = client.retweet(tweet_id)
+        except tweepy.TooManyRequests as exc:
+            wait = x_api._rate_limit_wait(exc.response.headers)
+            self._paused_until = time.time() + (wait if wait > 0 else X_PAUSE_WITHOUT_RESET)
+            log.warning("X rate-limited retweets (429): pausing until %s", _utc(self._paused_until))
+            return "failed", f"x_rate_limit: 429, paused until {_utc(self._paused_until)}", exc.response.text
+        except tweepy.Unauthorized as exc:
+            raise RetweetError("X rejected the account's credentials (401) while retweeting "
+                               f"{tweet_id}: check X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET") from exc
+        except tweepy.HTTPException as exc:
+            log.warning("X refused to retweet %d (%d): %s", tweet_id, exc.response.status_code, exc)
+            return "failed", f"x_refused: {exc.response.status_code}", exc.response.text
+        except requests.RequestException as exc:
+            log.warning("X could not be reached to retweet %d: %s", tweet_id, exc)
+            return "failed", f"x_unreachable: {type(exc).__name__} (the retweet may have happened)", str(exc)
+        answer = json.dumps(response.data)
+        if not (response.data or {}).get("retweeted"):
+            return "failed", "x_not_retweeted", answer
+        log.info("retweeted %d", tweet_id)
+        return "retweeted", "retweeted", answer

@@ -1,0 +1,86 @@
+"""Helpers for tests that need a registered model and a model server of their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from capture_helpers import python_env
+
+from ai_tweets.generator import generate
+from ai_tweets.schema import normalize
+from ai_tweets.settings import Settings
+
+
+def generated_texts(count: int, seed: int) -> tuple[list[str], list[int]]:
+    items = list(generate(count, seed=seed))
+    return [normalize(item.payload).text for item in items], [int(item.is_ai) for item in items]
+
+
+def register_model(settings: Settings, seed: int, epochs: int = 3, champion: bool = True) -> str:
+    """Train on generated tweets with their true labels, register, and (by default) make it
+    the champion whatever its score; returns the version."""
+    from mlflow import MlflowClient
+
+    from ai_tweets import model
+
+    texts, labels = generated_texts(4_000, seed)
+    trained = model.train(texts[:3_000], labels[:3_000], texts[3_000:], labels[3_000:], epochs=epochs, seed=seed)
+    metrics = model.evaluate(trained.predict(texts[3_000:]), labels[3_000:], trained.threshold)
+    version = model.log_and_register(trained, metrics, tracking_uri=settings.mlflow_tracking_uri,
+                                     model_name=settings.model_name, experiment_name="integration-tests")
+    if champion:
+        MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(
+            settings.model_name, "champion", str(version.version))
+    return str(version.version)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ModelServer:
+    """`ai-tweets serve` for a test's own model name and port."""
+
+    def __init__(self, env: dict[str, str], state_file: Path):
+        self.env, self.state_file, self.process = env, state_file, None
+
+    def start(self, wait_for: str = "serving", timeout: float = 180) -> None:
+        self.state_file.unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ai_tweets.cli", "serve", "--state-file", str(self.state_file),
+             "--poll-seconds", "2"], env=python_env(**self.env), start_new_session=True)
+        self.wait_for(wait_for, timeout=timeout)
+
+    def state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def wait_for(self, state: str, version: str | None = None, timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.state()
+            if current.get("state") == state and (version is None or current.get("version") == version):
+                return current
+            assert self.process.poll() is None, "the model server exited"
+            time.sleep(0.5)
+        raise AssertionError(f"model server not {state} (version {version}) in {timeout} s: {self.state()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()

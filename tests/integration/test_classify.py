@@ -1,0 +1,169 @@
+"""Classify on the real stack: Kafka → Spark → model serving (batched) → ai_tweets/tweet_urls,
+exactly once, through a kill -9, a model server outage and a champion switch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from capture_helpers import ROOT, Isolated, python_env
+from model_helpers import ModelServer, free_port, register_model
+
+from ai_tweets.capture import produce_tweets
+from ai_tweets.generator import generate
+from ai_tweets.schema import normalize
+from ai_tweets.settings import load_settings
+from ai_tweets.train import predict_file
+
+pytestmark = pytest.mark.usefixtures("local_stack")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A model of this module's own (version 1 = champion) served on a port of its own."""
+    tmp = tmp_path_factory.mktemp("classify")
+    base = Isolated.create(tmp)
+    env = {**base.env, "MODEL_NAME": f"test-clf-{uuid.uuid4().hex[:8]}",
+           "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}"}
+    settings = load_settings(env)
+    version = register_model(settings, seed=31)
+    server = ModelServer(env, tmp / "serving.json")
+    server.start()
+    yield env, settings, server, version
+    server.stop()
+
+
+def _stream(served, tmp_path, count: int, seed: int):
+    """A fresh topic of `count` generated tweets; returns (isolated env, ids, texts)."""
+    env, settings, _, _ = served
+    tag = uuid.uuid4().hex[:8]
+    iso_env = {**env, "TWEETS_TOPIC": f"test-classify-{tag}", "DATA_DIR": str(tmp_path / "data")}
+    iso = Isolated(env=iso_env, settings=load_settings(iso_env))
+    tweets = [normalize(item.payload) for item in generate(count, seed=seed)]
+    produce_tweets("generate", count=count, seed=seed, settings=iso.settings)
+    return iso, [t.id for t in tweets], [t.text for t in tweets]
+
+
+def _predicted_ai(iso: Isolated, tmp_path, ids: list[int], texts: list[str], version: str) -> set[int]:
+    """What `ai-tweets predict` says of the same texts with the given version."""
+    source, target = tmp_path / f"texts-{version}.jsonl", tmp_path / f"predicted-{version}.csv"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    predict_file(source, target, f"models:/{iso.settings.model_name}/{version}", iso.settings)
+    import pandas as pd
+
+    labels = pd.read_csv(target, keep_default_na=False)["label"].tolist()
+    return {tweet_id for tweet_id, label in zip(ids, labels, strict=True) if label == 1}
+
+
+def _classified(iso: Isolated, ids: list[int]) -> dict[int, str]:
+    rows = iso.query("SELECT tweet_id, model_version FROM ai_tweets WHERE tweet_id = ANY(%s)", (ids,))
+    return dict(rows)
+
+
+def _classify(iso: Isolated, *args: str, timeout: float = 600) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "classify.py"), *args],
+                            env=python_env(**iso.env), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def _start_classify(iso: Isolated, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "classify.py"), *args],
+                            env=python_env(**iso.env), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_rows(iso: Isolated, ids: list[int], at_least: int, job: subprocess.Popen, timeout: float = 300) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = len(_classified(iso, ids))
+        if found >= at_least:
+            return found
+        assert job.poll() is None, "the classify job exited early"
+        time.sleep(0.5)
+    raise AssertionError(f"fewer than {at_least} rows after {timeout} s")
+
+
+def test_20k_stream_matches_predict_and_a_replay_adds_nothing(served, tmp_path):
+    iso, ids, texts = _stream(served, tmp_path, 20_000, seed=41)
+    _classify(iso, "--available-now", "--retweet")
+    expected = _predicted_ai(iso, tmp_path, ids, texts, served[3])
+    classified = _classified(iso, ids)
+    assert set(classified) == expected and len(expected) > 1_000
+    assert set(classified.values()) == {served[3]}
+    urls = iso.query("SELECT u.tweet_id, u.domain, u.canonical_url FROM tweet_urls u WHERE u.tweet_id = ANY(%s)",
+                     (ids,))
+    assert urls and {row[0] for row in urls} <= expected
+    assert not any("utm_" in row[2] for row in urls), "tracking parameters are removed"
+    batches = iso.query("SELECT sum(rows_in), sum(requests) FROM classify_batches WHERE query_name = %s",
+                        (f"classify_{iso.settings.tweets_topic}".replace("-", "_"),))[0]
+    assert batches[0] == 20_000 and batches[1] <= 40, "whole batches per request, never one per row"
+    decisions = dict(iso.query("SELECT tweet_id, action FROM retweets WHERE tweet_id = ANY(%s)", (ids,)))
+    assert set(decisions) <= expected, "only AI tweets are considered for a retweet"
+    assert "would_retweet" in decisions.values() and "retweeted" not in decisions.values(), "dry run by default"
+    with_links = {row[0] for row in urls if not row[1].endswith(("twitter.com", "x.com"))}
+    assert {t for t, action in decisions.items() if action == "would_retweet"} <= with_links
+
+    produce_tweets("generate", count=20_000, seed=41, settings=iso.settings)
+    _classify(iso, "--available-now")
+    assert _classified(iso, ids) == classified
+    assert iso.query("SELECT count(*) FROM ai_tweets WHERE tweet_id = ANY(%s)", (ids,))[0][0] == len(classified)
+
+
+def test_kill_9_mid_stream_loses_and_duplicates_nothing(served, tmp_path):
+    iso, ids, texts = _stream(served, tmp_path, 20_000, seed=42)
+    expected = _predicted_ai(iso, tmp_path, ids, texts, served[3])
+    job = _start_classify(iso, "--max-offsets", "2000", "--trigger-seconds", "0.5")
+    found = _wait_rows(iso, ids, 300, job)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(30)
+    assert found < len(expected), "the kill must land mid-stream"
+    _classify(iso, "--available-now")
+    assert set(_classified(iso, ids)) == expected
+
+
+def test_model_server_down_for_30_seconds(served, tmp_path):
+    _, _, server, version = served
+    iso, ids, texts = _stream(served, tmp_path, 10_000, seed=43)
+    expected = _predicted_ai(iso, tmp_path, ids, texts, version)
+    job = _start_classify(iso, "--available-now", "--max-offsets", "1000")
+    _wait_rows(iso, ids, 50, job)
+    server.stop()
+    time.sleep(30)
+    assert job.poll() is None, "the job waits for the model server instead of failing"
+    server.start()
+    assert job.wait(600) == 0
+    assert set(_classified(iso, ids)) == expected
+
+
+def test_champion_switch_mid_stream(served, tmp_path):
+    env, settings, server, first = served
+    iso, ids, texts = _stream(served, tmp_path, 10_000, seed=44)
+    job = _start_classify(iso, "--max-offsets", "1000", "--trigger-seconds", "0.5")
+    try:
+        _wait_rows(iso, ids, 100, job)
+        second = register_model(settings, seed=45, epochs=1)  # a different model takes the alias
+        server.wait_for("serving", version=second, timeout=240)
+        more = [normalize(item.payload) for item in generate(10_000, seed=46)]
+        produce_tweets("generate", count=10_000, seed=46, settings=iso.settings)
+        all_ids = ids + [t.id for t in more]
+        all_texts = texts + [t.text for t in more]
+        by_first = _predicted_ai(iso, tmp_path, all_ids, all_texts, first)
+        by_second = _predicted_ai(iso, tmp_path, all_ids, all_texts, second)
+        _wait_rows(iso, [t.id for t in more], len(by_second & {t.id for t in more}), job, timeout=400)
+    finally:
+        os.killpg(job.pid, signal.SIGTERM)
+        job.wait(60)
+    classified = _classified(iso, all_ids)
+    assert set(classified.values()) == {first, second}
+    for tweet_id, version in classified.items():
+        assert tweet_id in (by_first if version == first else by_second), "each row's version called it AI"
+    assert by_first & by_second <= set(classified), "what both versions call AI is never lost"
+    assert not set(classified) - (by_first | by_second)
+    late = {t.id for t in more}
+    assert {v for tweet_id, v in classified.items() if tweet_id in late} == {second}
