@@ -31,7 +31,7 @@ from ai_tweets.jobs import ensure_classifier
     doc_md=__doc__,
     tags=["classify", "spark", "streaming"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
-    params={"retweet": Param(False, type="boolean", description="retweet AI tweets with links (dry-run "
+    params={"retweet": Param(True, type="boolean", description="retweet AI tweets with links (dry-run "
                                                                 "unless X_RETWEET_DRY_RUN=false)")},
 )
 def classify_stream():

@@ -23,11 +23,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-
-# torch loads libtriton lazily, when the LabelModel builds its optimizer; loaded after TensorFlow in
-# the same process (a test session, a worker that also trains the Keras model), it crashes it with a
-# segmentation fault. Loading it here, first, avoids that whenever this module is imported before TF.
-import torch._dynamo  # noqa: F401
 from snorkel.labeling import LabelingFunction, LFAnalysis, labeling_function
 from snorkel.labeling.model import LabelModel
 

@@ -64,14 +64,14 @@ def _gold(frame: pd.DataFrame):
 
 
 def weak_label(dataset_version: int | str | None = None, seed: int = 0, epochs: int = 500,
-               parquet: bool = True, track: bool = True) -> dict:
+               parquet: bool = True, track: bool = True, settings: Settings | None = None) -> dict:
     """Fit the LabelModel on snorkel_train, write weak_label/weak_prob into every split, save
     the LF summary (table + MLflow), the fitted model (MLflow) and Parquet copies."""
     import pandas as pd
 
     from ai_tweets import labeling
 
-    settings = _settings(None, dataset_version)
+    settings = settings or _settings(None, dataset_version)
     began = time.monotonic()
     with connect(settings) as conn:
         frames = {name: load_split_frame(conn, settings, name) for name in SPLITS}
@@ -131,15 +131,20 @@ def gold_metrics(gold, predicted) -> dict:
             "gold_recall": float(recall), "gold_f1": float(f1)}
 
 
+LF_SUMMARY_COLUMNS = {"lf": "text PRIMARY KEY", "description": "text", "polarity": "text", "coverage": "real",
+                      "overlaps": "real", "conflicts": "real", "correct": "integer", "incorrect": "integer",
+                      "emp_accuracy": "real"}
+
+
 def _write_lf_summary(conn, table: str, summary: pd.DataFrame) -> None:
+    columns = list(LF_SUMMARY_COLUMNS)
     with conn.transaction():
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=identifier(table)))
-        conn.execute(sql.SQL(
-            "CREATE TABLE {t} (lf text PRIMARY KEY, description text, polarity text, coverage real, "
-            "overlaps real, conflicts real, correct integer, incorrect integer, emp_accuracy real, "
-            "computed_at timestamptz NOT NULL DEFAULT now())").format(t=identifier(table)))
-        columns = ("lf", "description", "polarity", "coverage", "overlaps", "conflicts", "correct",
-                   "incorrect", "emp_accuracy")
+        # Quoted column names: `overlaps` is an SQL keyword.
+        definitions = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+                                         for name, kind in LF_SUMMARY_COLUMNS.items())
+        conn.execute(sql.SQL("CREATE TABLE {t} ({definitions}, computed_at timestamptz NOT NULL DEFAULT now())")
+                     .format(t=identifier(table), definitions=definitions))
         with conn.cursor().copy(sql.SQL("COPY {t} ({c}) FROM STDIN").format(
                 t=identifier(table), c=sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
             for row in summary.itertuples(index=False):

@@ -91,3 +91,55 @@ def test_too_few_rows_is_a_clear_error(tmp_path):
             split_dataset(conn, iso.settings, SIZES)
     message = str(error.value)
     assert f"{report.kept:,} deduplicated tweets" in message and "at least 11,501" in message
+
+
+def test_weak_labels_lf_summary_mlflow_parquet_and_cli(captured, tmp_path):
+    """The weak-label step on the splits: labels in every split, F1 on the generator's truth,
+    the LF summary as a table and in MLflow with the label model, Parquet copies, the CLI."""
+    import json
+
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from ai_tweets.generator import ground_truth
+    from ai_tweets.prepare import WEAK_LABEL_EXPERIMENT, score_file, weak_label
+    from ai_tweets.tables import lf_summary_table_name
+
+    iso = captured
+    with connect(iso.settings) as conn:
+        dedup_raw_tweets(conn, iso.settings)
+        split_dataset(conn, iso.settings, SIZES, seed=3)
+    report = weak_label(iso.settings.dataset_version, seed=0, settings=iso.settings)
+
+    truth = ground_truth(20_000, seed=21)
+    labels = dict(iso.query("SELECT tweet_id, weak_label FROM {t}", t=split_table_name("test", iso.settings)))
+    true_ai = {i for i in labels if truth[i]}
+    said_ai = {i for i, label in labels.items() if label == 1}
+    precision = len(true_ai & said_ai) / max(len(said_ai), 1)
+    recall = len(true_ai & said_ai) / max(len(true_ai), 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+    print(f"weak labels on the generator's truth (test split): P {precision:.3f} R {recall:.3f} F1 {f1:.3f}")
+    assert f1 >= 0.85
+    for split in SPLITS:
+        unlabeled = iso.query("SELECT count(*) FROM {t} WHERE weak_label IS NULL OR weak_prob IS NULL",
+                              t=split_table_name(split, iso.settings))[0][0]
+        assert unlabeled == 0, f"{split} has rows without weak labels"
+
+    summary = iso.query("SELECT lf, coverage FROM {t}", t=lf_summary_table_name(iso.settings))
+    assert len(summary) >= 20 and all(0 <= coverage <= 1 for _, coverage in summary)
+    client = MlflowClient(iso.settings.mlflow_tracking_uri)
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.info.experiment_id == client.get_experiment_by_name(WEAK_LABEL_EXPERIMENT).experiment_id
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | \
+        {a.path for a in client.list_artifacts(run.info.run_id, "label_model")}
+    assert {"lf_summary.csv", "label_model/label_model.pkl"} <= artifacts
+    parquet = pd.read_parquet(f"{report['parquet']}/test.parquet")
+    assert len(parquet) == 1_000 and {"weak_label", "weak_prob"} <= set(parquet.columns)
+
+    source, target = tmp_path / "texts.jsonl", tmp_path / "weak.csv"
+    source.write_text(json.dumps({"text": "New paper: a transformer for protein folding https://arxiv.org/abs/1"})
+                      + "\n" + json.dumps({"text": "add 5 ml of milk and stir"}) + "\n")
+    assert score_file(source, target, iso.settings) == 2
+    scored = pd.read_csv(target)
+    assert list(scored.columns) == ["text", "weak_label", "weak_prob"]
+    assert scored["weak_label"].tolist() == [1, 0]
