@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,14 +22,17 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from localstack.runtime import (
+    PLACEHOLDER,
     Context,
     StackError,
+    content_hash,
     ensure_venv,
     http_json,
     http_ok,
     maven_jars,
     port_open,
     run_logged,
+    venv_path,
 )
 
 Step = Callable[[Context], None]
@@ -79,6 +83,11 @@ def install_pipeline_env(ctx: Context) -> None:
 def install_label_studio_env(ctx: Context) -> None:
     ensure_venv("label-studio", ctx.root / "requirements" / "label-studio.txt",
                 ctx.log_file("install"), pre=[["--upgrade", "pip==25.3"]])
+
+
+def install_superset_env(ctx: Context) -> None:
+    ensure_venv("superset", ctx.root / "requirements" / "superset.txt", ctx.log_file("install"),
+                pre=[["--upgrade", "pip==25.3"]], no_deps=True)
 
 
 def install_spark_jars(ctx: Context) -> None:
@@ -346,6 +355,68 @@ def _ls_sync_token(ctx: Context) -> None:
                env=_ls_env(ctx))
 
 
+# --- Superset (own virtual environment; the dashboard is provisioned from the repo) ------
+
+
+def _superset_venv(ctx: Context) -> Path:
+    return venv_path("superset", ctx.root / "requirements" / "superset.txt")
+
+
+def _superset_port(ctx: Context) -> int:
+    return urlsplit(ctx.settings.superset_url).port or 8088
+
+
+def _superset_env(ctx: Context) -> dict[str, str]:
+    for key in ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD"):
+        if ctx.env.get(key, PLACEHOLDER) in ("", PLACEHOLDER):
+            raise StackError(f"{key} is not set in {ctx.root / '.env'}: set a secret there (see .env.example).")
+    env = {key: value for key, value in ctx.base_env().items() if key != "PYTHONPATH"}
+    env.update({
+        "SUPERSET_CONFIG_PATH": str(ctx.root / "superset" / "superset_config.py"),
+        "SUPERSET_HOME": str(ctx.local / "superset"),
+        "SUPERSET_METADATA_HOST": "127.0.0.1",
+        "SUPERSET_METADATA_PORT": str(_pg_port(ctx)),
+        "PATH": f"{_superset_venv(ctx) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    return env
+
+
+def _superset_prepare(ctx: Context) -> None:
+    """Migrate the metadata database, create the admin and the roles: once per lock file
+    (the marker names its hash) and again if the `superset` database was emptied."""
+    home = ctx.local / "superset"
+    home.mkdir(parents=True, exist_ok=True)
+    marker = home / f".initialized-{content_hash(ctx.root / 'requirements' / 'superset.txt')}"
+    migrated = psql(ctx, "SELECT to_regclass('public.ab_user') IS NOT NULL", database="superset").strip() == "t"
+    if marker.exists() and migrated:
+        return
+    superset, env, log = str(_superset_venv(ctx) / "bin" / "superset"), _superset_env(ctx), ctx.log_file("superset")
+    run_logged([superset, "db", "upgrade"], "migrating the Superset database", log, env=env)
+    users = psql(ctx, "SELECT count(*) FROM ab_user WHERE username = 'admin'", database="superset").strip()
+    if users == "0":
+        run_logged([superset, "fab", "create-admin", "--username", "admin", "--firstname", "Superset",
+                    "--lastname", "Admin", "--email", "admin@ai-tweets.local",
+                    "--password", ctx.env["SUPERSET_ADMIN_PASSWORD"]],
+                   "creating the Superset admin", log, env=env)
+    run_logged([superset, "init"], "initializing Superset roles and permissions", log, env=env)
+    for stale in home.glob(".initialized-*"):
+        stale.unlink()
+    marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+
+def _superset_argv(ctx: Context) -> list[str]:
+    # One gthread worker: enough for a local dashboard, and one process to stop.
+    return [str(_superset_venv(ctx) / "bin" / "gunicorn"), "--workers", "1", "--worker-class", "gthread",
+            "--threads", "8", "--timeout", "120", "--bind", f"127.0.0.1:{_superset_port(ctx)}",
+            "--limit-request-line", "0", "--limit-request-field_size", "0", "superset.app:create_app()"]
+
+
+def _superset_provision(ctx: Context) -> None:
+    """The streamingdb connection and the "AI tweets" dashboard, from superset/ (idempotent)."""
+    run_logged([str(ctx.pipeline_venv / "bin" / "python"), "-m", "ai_tweets.dashboard"],
+               "provisioning the Superset dashboard", ctx.log_file("superset"), env=ctx.base_env())
+
+
 # --- Airflow 3 (api-server, scheduler, dag-processor, triggerer) -------------------------
 
 
@@ -505,4 +576,16 @@ SERVICES: list[Service] = [
             env=_airflow_env, healthy=_airflow_component("dag_processor")),
     Service(name="airflow-triggerer", installs=PIPELINE_INSTALLS, argv=_airflow("triggerer"),
             env=_airflow_env, healthy=_airflow_component("triggerer")),
+    Service(
+        name="superset",
+        installs=(install_superset_env, *PIPELINE_INSTALLS),
+        prepare=_superset_prepare,
+        argv=_superset_argv,
+        env=_superset_env,
+        healthy=lambda ctx: http_ok(f"{ctx.settings.superset_url}/health", "OK"),
+        after_start=_superset_provision,
+        url=lambda ctx: ctx.settings.superset_url,
+        ports=lambda ctx: [_superset_port(ctx)],
+        port_setting="SUPERSET_URL",
+    ),
 ]

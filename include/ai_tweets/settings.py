@@ -23,6 +23,7 @@ _LONGEST_TABLE_PREFIX = "deduplicated_"
 _KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
 _PLACEHOLDER = "change-me"
+DEFAULT_SUPERSET_URL = "http://127.0.0.1:8088"
 
 
 class SettingsError(ValueError):
@@ -48,6 +49,7 @@ class Settings:
     x_keywords_file: Path | None
     x_capture_mode: str
     data_dir: Path
+    superset_url: str = DEFAULT_SUPERSET_URL
 
     def require(self, field: str) -> str:
         """The value of an optional secret that the calling stage cannot do without."""
@@ -256,4 +258,5 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         x_keywords_file=Path(keywords_file) if keywords_file else None,
         x_capture_mode=capture_mode,
         data_dir=data_dir if data_dir.is_absolute() else PROJECT_ROOT / data_dir,
+        superset_url=_http_url(env, "SUPERSET_URL") if env.get("SUPERSET_URL", "").strip() else DEFAULT_SUPERSET_URL,
     )
