@@ -34,8 +34,8 @@ logs: ## show a service's log: make logs SERVICES=kafka
 demo: up ## the main job: bring the stack up and run the pipeline's DAGs through Airflow
 	$(VENV_BIN)/python -m ai_tweets.cli demo --source $(SOURCE) $(if $(FILE),--file $(FILE)) --count $(COUNT)
 
-bench: up ## benchmarks on the local stack; figures printed
-	$(VENV_BIN)/python benchmarks/capture_throughput.py
+bench: up ## every benchmark on the local stack; figures printed and written to .local/bench/RESULTS.md
+	$(VENV_BIN)/python benchmarks/run_all.py
 
 lint: install ## ruff over the whole project
 	$(VENV_BIN)/ruff check .

@@ -70,6 +70,23 @@ def throughput(base: dict, tweets: int, *extra: str) -> tuple[int, float]:
     return _streaming_rate(settings, topic)
 
 
+def serving_throughput(url: str, batches: int = 20, size: int = 1_000) -> float:
+    """Texts per second through /invocations with batches of `size` texts."""
+    import urllib.request
+
+    from model_helpers import generated_texts
+
+    texts = generated_texts(size, seed=74)[0]
+    payload = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()
+    began = time.monotonic()
+    for _ in range(batches):
+        request = urllib.request.Request(f"{url}/invocations", data=payload,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+    return batches * size / (time.monotonic() - began)
+
+
 def latency(base: dict, rate: float, seconds: float) -> dict:
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     env = _env(base, topic)
@@ -109,6 +126,7 @@ def main() -> int:
     server = ModelServer(base, ROOT / ".local" / "bench" / "serving.json")
     server.start()
     try:
+        serving = serving_throughput(settings.model_serving_url)
         print(f"throughput: {args.tweets:,} tweets, batched requests …", flush=True)
         batched = throughput(base, args.tweets)
         print(f"baseline: {args.baseline_tweets:,} tweets, one request per tweet …", flush=True)
@@ -117,10 +135,13 @@ def main() -> int:
         lat = latency(base, args.rate, args.seconds)
     finally:
         server.stop()
-    results = {"batched_tweets": batched[0], "batched_tweets_per_s": round(batched[1]),
+    results = {"serving_tweets_per_s_batch_1000": round(serving), "batched_tweets": batched[0],
+               "batched_tweets_per_s": round(batched[1]),
                "per_row_tweets": per_row[0], "per_row_tweets_per_s": round(per_row[1]),
                "speedup": round(batched[1] / per_row[1], 1), **{f"latency_{k}": v for k, v in lat.items()}}
     print()
+    serving_rate = results["serving_tweets_per_s_batch_1000"]
+    print(f"{'model serving alone, batches of 1,000':<44}{serving_rate:>10,} tweets/s")
     print(f"{'end-to-end throughput, batched':<44}{results['batched_tweets_per_s']:>10,} tweets/s")
     print(f"{'end-to-end throughput, one request per row':<44}{results['per_row_tweets_per_s']:>10,} tweets/s")
     print(f"{'speed-up of batching':<44}{results['speedup']:>10}x")

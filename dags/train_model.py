@@ -30,7 +30,7 @@ from ai_tweets.train import train_model
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
     params={
         "dataset_version": Param(0, type="integer", minimum=0),
-        "epochs": Param(10, type="integer", minimum=1, maximum=200),
+        "epochs": Param(30, type="integer", minimum=1, maximum=200),
         "model_type": Param("naive", enum=["naive"], description="the Keras embedding-bag model"),
         "min_gold": Param(200, type="integer", minimum=1, description="gold test labels to evaluate on gold"),
         "seed": Param(0, type="integer", minimum=0),

@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train, evaluate, register and maybe promote the classifier")
     train.add_argument("--dataset-version", help="override DATASET_VERSION")
-    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--epochs", type=int, default=30, help="at most; early stopping on the dev loss")
     train.add_argument("--min-gold", type=int, default=200,
                        help="gold labels in the test split needed to evaluate on gold (else weak)")
     train.add_argument("--seed", type=int, default=0)

@@ -38,7 +38,7 @@ def load_frames(settings: Settings) -> dict:
 
     frames = {}
     with connect(settings) as conn:
-        for split in ("train", "dev", "test"):
+        for split in ("train", "snorkel_train", "dev", "test"):
             rows = conn.execute(sql.SQL("SELECT tweet_id, text, weak_label, weak_prob, gold_label FROM {t} "
                                         "ORDER BY tweet_id").format(t=identifier(split_table_name(split, settings))))
             frames[split] = pd.DataFrame(rows.fetchall(),
@@ -48,10 +48,11 @@ def load_frames(settings: Settings) -> dict:
     return frames
 
 
-def train_model(dataset_version: int | str | None = None, epochs: int = 10, min_gold: int = 200,
-                seed: int = 0, batch_size: int = 256) -> dict:
+def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_gold: int = 200,
+                seed: int = 0, batch_size: int = 256, patience: int = 5) -> dict:
     """Train, evaluate, register, and promote if better. Returns what was decided and why."""
     import numpy as np
+    import pandas as pd
     from mlflow import MlflowClient
 
     from ai_tweets import model as classifier
@@ -59,7 +60,10 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 10, min_
     settings = load_settings(dataset_version=dataset_version)
     began = time.monotonic()
     frames = load_frames(settings)
-    train_texts, train_targets, train_gold = _texts_and_targets(frames["train"], soft=True)
+    # The classifier learns from every weakly labeled tweet outside dev and test: the train split
+    # and the snorkel_train split the LabelModel was fitted on.
+    learn_from = pd.concat([frames["train"], frames["snorkel_train"]], ignore_index=True)
+    train_texts, train_targets, train_gold = _texts_and_targets(learn_from, soft=True)
     dev_texts, dev_targets, _ = _texts_and_targets(frames["dev"], soft=False)
     test_texts, test_labels, test_gold = _texts_and_targets(frames["test"], soft=False)
     # Evaluate against gold labels when there are enough of them, else against weak labels.
@@ -70,7 +74,7 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 10, min_
     else:
         label_source = "weak"
     trained = classifier.train(train_texts, train_targets, dev_texts, dev_targets, epochs=int(epochs),
-                               batch_size=int(batch_size), seed=int(seed),
+                               batch_size=int(batch_size), seed=int(seed), patience=int(patience),
                                dev_labels=(np.asarray(dev_targets) >= 0.5).astype(int))
     train_seconds = time.monotonic() - began
     probabilities = trained.predict(test_texts)
