@@ -363,7 +363,8 @@ def _superset_venv(ctx: Context) -> Path:
 
 
 def _superset_port(ctx: Context) -> int:
-    return urlsplit(ctx.settings.superset_url).port or 8088
+    # A .env from before Superset joined the stack has no SUPERSET_URL: the settings' default.
+    return ctx.port_of("SUPERSET_URL") if "SUPERSET_URL" in ctx.env else urlsplit(ctx.settings.superset_url).port
 
 
 def _superset_env(ctx: Context) -> dict[str, str]:
