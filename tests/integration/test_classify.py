@@ -167,3 +167,26 @@ def test_champion_switch_mid_stream(served, tmp_path):
     assert not set(classified) - (by_first | by_second)
     late = {t.id for t in more}
     assert {v for tweet_id, v in classified.items() if tweet_id in late} == {second}
+
+
+def test_cli_predict_and_the_serving_endpoint_agree(served, tmp_path):
+    """`ai-tweets predict` and model serving give the same probabilities for the same texts."""
+    import urllib.request
+
+    import numpy as np
+    import pandas as pd
+
+    env, settings, _, version = served
+    texts = [normalize(item.payload).text for item in generate(200, seed=47)]
+    body = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()
+    request = urllib.request.Request(f"{settings.model_serving_url}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        served_rows = json.loads(response.read())["predictions"]
+    source, target = tmp_path / "texts.jsonl", tmp_path / "predicted.csv"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    predict_file(source, target, f"models:/{settings.model_name}/{version}", settings)
+    predicted = pd.read_csv(target, keep_default_na=False)
+    assert np.allclose(predicted["ai_probability"], [row["ai_probability"] for row in served_rows], atol=1e-6)
+    assert predicted["label"].tolist() == [row["label"] for row in served_rows]
+    assert {row["model_version"] for row in served_rows} == {version}
