@@ -15,6 +15,8 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -412,8 +414,25 @@ def _superset_argv(ctx: Context) -> list[str]:
             "--limit-request-line", "0", "--limit-request-field_size", "0", "superset.app:create_app()"]
 
 
+def _superset_sync_admin(ctx: Context) -> None:
+    """Superset keeps the admin password of its first start; make it match .env if that changed."""
+    body = json.dumps({"username": "admin", "password": ctx.env["SUPERSET_ADMIN_PASSWORD"], "provider": "db"})
+    request = urllib.request.Request(f"{ctx.settings.superset_url}/api/v1/security/login", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=30).close()
+        return
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:
+            return  # not a password problem: provisioning reports it
+    run_logged([str(_superset_venv(ctx) / "bin" / "superset"), "fab", "reset-password", "--username", "admin",
+                "--password", ctx.env["SUPERSET_ADMIN_PASSWORD"]],
+               "updating the Superset admin password from .env", ctx.log_file("superset"), env=_superset_env(ctx))
+
+
 def _superset_provision(ctx: Context) -> None:
     """The streamingdb connection and the "AI tweets" dashboard, from superset/ (idempotent)."""
+    _superset_sync_admin(ctx)
     run_logged([str(ctx.pipeline_venv / "bin" / "python"), "-m", "ai_tweets.dashboard"],
                "provisioning the Superset dashboard", ctx.log_file("superset"), env=ctx.base_env())
 

@@ -99,6 +99,11 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_
 
     decision = classifier.promote_if_better(MlflowClient(settings.mlflow_tracking_uri), settings.model_name,
                                             version, metrics[SELECTION_METRIC], SELECTION_METRIC, champion_score)
+    if decision["promoted"]:
+        from ai_tweets.dashboard import sync_champion_metrics
+
+        with connect(settings) as conn:
+            sync_champion_metrics(conn, settings)  # the dashboard's "champion" panel
     report = {"dataset_version": settings.dataset_version, "model_version": str(version.version),
               "evaluated_on": label_source, "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
               "threshold": trained.threshold, "decision": decision, "seconds": round(time.monotonic() - began, 1)}

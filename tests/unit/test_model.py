@@ -57,9 +57,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real MLflow tracking server with a model registry, stopped at the end."""
+    """A real MLflow tracking server with a model registry, stopped after this module.
+
+    `mlflow.set_tracking_uri` also sets MLFLOW_TRACKING_URI in os.environ, which child processes
+    (the local stack's script, Spark jobs) would inherit: it is put back as it was."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     root = tmp_path_factory.mktemp("mlflow")
     port = _free_port()
     bin_dir = Path(sys.executable).parent
@@ -81,6 +85,10 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
         os.killpg(server.pid, signal.SIGTERM)  # its own session: the server and its workers only
         try:
             server.wait(timeout=5)
