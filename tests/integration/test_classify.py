@@ -176,7 +176,8 @@ def test_cli_predict_and_the_serving_endpoint_agree(served, tmp_path):
     import numpy as np
     import pandas as pd
 
-    env, settings, _, version = served
+    env, settings, server, _ = served
+    version = server.state()["version"]  # after the champion switch above, not the first version
     texts = [normalize(item.payload).text for item in generate(200, seed=47)]
     body = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()
     request = urllib.request.Request(f"{settings.model_serving_url}/invocations", data=body,
