@@ -25,6 +25,7 @@ from psycopg import sql
 
 from ai_tweets.schema import MalformedTweet, Tweet, parse_message
 from ai_tweets.settings import Settings
+from ai_tweets.spark import start_kafka_query
 from ai_tweets.storage import QuarantinedMessage, connect, copy_upsert, ensure_quarantine_table, write_quarantine
 from ai_tweets.tables import identifier
 
@@ -285,23 +286,12 @@ def start_classify(spark, settings: Settings, options: ClassifyOptions):
     with connect(settings) as conn:
         ensure_tables(conn)
     query_name = f"classify_{settings.tweets_topic}".replace("-", "_").replace(".", "_")
-    stream = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-        .option("subscribe", settings.tweets_topic)
-        .option("startingOffsets", options.starting_offsets)
-        .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
-        .option("failOnDataLoss", "false")
-        .load()
-    )
-    writer = (
-        stream.writeStream.queryName(query_name)
-        .option("checkpointLocation", str(checkpoint_dir(settings, options)))
-        .foreachBatch(lambda df, batch_id: process_batch(df, batch_id, settings, options, query_name))
-    )
-    writer = (writer.trigger(availableNow=True) if options.available_now
-              else writer.trigger(processingTime=f"{options.trigger_seconds} seconds"))
+    query = start_kafka_query(
+        spark, settings, name=query_name, checkpoint=checkpoint_dir(settings, options),
+        starting_offsets=options.starting_offsets, max_offsets=options.max_offsets_per_trigger,
+        available_now=options.available_now, trigger_seconds=options.trigger_seconds,
+        on_batch=lambda df, batch_id: process_batch(df, batch_id, settings, options, query_name))
     log.info("classify: topic %s → %s via %s (%s)", settings.tweets_topic, AI_TWEETS_TABLE,
              settings.model_serving_url, "available now" if options.available_now
              else f"every {options.trigger_seconds} s")
-    return writer.start()
+    return query

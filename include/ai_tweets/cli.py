@@ -55,19 +55,14 @@ def _capture_command(args: argparse.Namespace) -> int:
 
 def _ingest_command(args: argparse.Namespace) -> int:
     from ai_tweets.ingest import IngestOptions, start_ingest
-    from ai_tweets.spark import spark_session
+    from ai_tweets.spark import run_until_stopped, spark_session
 
     settings = _versioned_settings(args)
     options = IngestOptions(available_now=args.available_now, trigger_seconds=args.trigger_seconds,
                             max_offsets_per_trigger=args.max_offsets, starting_offsets=args.starting_offsets,
                             checkpoint_dir=args.checkpoint_dir)
     spark = spark_session("ai-tweets-ingest")
-    query = start_ingest(spark, settings, options)
-    try:
-        query.awaitTermination()
-    except KeyboardInterrupt:
-        query.stop()
-    spark.stop()
+    run_until_stopped(spark, start_ingest(spark, settings, options))
     return 0
 
 
@@ -115,7 +110,7 @@ def _serve_command(args: argparse.Namespace) -> int:
 
 def _classify_command(args: argparse.Namespace) -> int:
     from ai_tweets.classify import ClassifyOptions, start_classify
-    from ai_tweets.spark import spark_session
+    from ai_tweets.spark import run_until_stopped, spark_session
 
     options = ClassifyOptions(
         available_now=args.available_now, trigger_seconds=args.trigger_seconds,
@@ -124,12 +119,7 @@ def _classify_command(args: argparse.Namespace) -> int:
         concurrency=args.concurrency, timeout_seconds=args.timeout, max_wait_seconds=args.max_wait,
         retweet=args.retweet)
     spark = spark_session("ai-tweets-classify")
-    query = start_classify(spark, load_settings(), options)
-    try:
-        query.awaitTermination()
-    except KeyboardInterrupt:
-        query.stop()
-    spark.stop()
+    run_until_stopped(spark, start_classify(spark, load_settings(), options))
     return 0
 
 
@@ -272,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ai_tweets.annotation import LabelStudioUnavailable
     from ai_tweets.dataset import DatasetTooSmall
     from ai_tweets.kafka import KafkaUnavailable
+    from ai_tweets.sources import InputFileError
     from ai_tweets.storage import DatabaseUnavailable
 
     try:
@@ -280,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
     except (KafkaUnavailable, DatabaseUnavailable, DatasetTooSmall, LabelStudioUnavailable,
-            LookupError) as exc:
+            LookupError, InputFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
 

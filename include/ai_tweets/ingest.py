@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ai_tweets.schema import MalformedTweet, Tweet, parse_message
 from ai_tweets.settings import Settings
+from ai_tweets.spark import start_kafka_query
 from ai_tweets.storage import (
     RAW_COLUMNS,
     QuarantinedMessage,
@@ -146,22 +147,11 @@ def start_ingest(spark, settings: Settings, options: IngestOptions):
     table = raw_table_name(settings)
     with connect(settings) as conn:
         ensure_raw_table(conn, table)
-    stream = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-        .option("subscribe", settings.tweets_topic)
-        .option("startingOffsets", options.starting_offsets)
-        .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
-        .option("failOnDataLoss", "false")
-        .load()
-    )
-    writer = (
-        stream.writeStream.queryName(f"ingest_{table}")
-        .option("checkpointLocation", str(checkpoint_dir(settings, options)))
-        .foreachBatch(lambda df, batch_id: process_batch(df, batch_id, settings, table))
-    )
-    writer = (writer.trigger(availableNow=True) if options.available_now
-              else writer.trigger(processingTime=f"{options.trigger_seconds} seconds"))
+    query = start_kafka_query(
+        spark, settings, name=f"ingest_{table}", checkpoint=checkpoint_dir(settings, options),
+        starting_offsets=options.starting_offsets, max_offsets=options.max_offsets_per_trigger,
+        available_now=options.available_now, trigger_seconds=options.trigger_seconds,
+        on_batch=lambda df, batch_id: process_batch(df, batch_id, settings, table))
     log.info("ingest: topic %s → %s (%s)", settings.tweets_topic, table,
              "available now" if options.available_now else f"every {options.trigger_seconds} s")
-    return writer.start()
+    return query

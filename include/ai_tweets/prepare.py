@@ -14,6 +14,7 @@ from psycopg import sql
 
 from ai_tweets.dataset import ABSTAIN, AI, SplitSizes, dedup_raw_tweets, split_dataset
 from ai_tweets.settings import Settings, load_settings
+from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, update_columns
 from ai_tweets.tables import SPLITS, identifier, lf_summary_table_name, split_table_name
 
@@ -212,19 +213,12 @@ def load_latest_label_model(settings: Settings, dataset_version: int | None = No
 
 def score_file(input_path: Path, output_path: Path, settings: Settings | None = None) -> int:
     """`ai-tweets weak-label`: JSONL of {"text": ...} → CSV text,weak_label,weak_prob."""
-    import msgspec
     import pandas as pd
 
     from ai_tweets import labeling
 
     settings = settings or load_settings()
-    texts = []
-    for number, line in enumerate(input_path.read_bytes().splitlines(), start=1):
-        if line.strip():
-            item = msgspec.json.decode(line)
-            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-                raise ValueError(f"{input_path}:{number}: expected {{\"text\": ...}}")
-            texts.append(item["text"])
+    texts = read_texts(input_path)
     model, run_id = load_latest_label_model(settings)
     labels, probs = labeling.weak_labels(model, labeling.apply_lfs(labeling.frame_from_texts(texts)))
     out = pd.DataFrame({"text": texts, "weak_label": labels, "weak_prob": probs})

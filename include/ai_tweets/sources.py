@@ -81,6 +81,30 @@ def x_stream(settings: Settings, stop: threading.Event | None = None) -> Iterato
         yield from x_api.poll_recent(token, query, None, stop, base_url=settings.x_api_base_url)
 
 
+class InputFileError(ValueError):
+    """An input file the user gave is not in the expected shape; the message names the line."""
+
+
+def read_texts(path: Path) -> list[str]:
+    """The texts of a JSONL file of `{"text": ...}` lines (the weak-label and predict commands);
+    a line of another shape stops with its file and line number."""
+    import msgspec
+
+    if not path.is_file():
+        raise InputFileError(f"input file {path} does not exist")
+    texts = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if line.strip():
+            try:
+                item = msgspec.json.decode(line)
+            except msgspec.DecodeError as exc:
+                raise InputFileError(f"{path}:{number}: invalid JSON ({exc})") from exc
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise InputFileError(f'{path}:{number}: expected {{"text": ...}}')
+            texts.append(item["text"])
+    return texts
+
+
 def paced(items: Iterable[Tweet | MalformedInput], rate: float | None) -> Iterator[Tweet | MalformedInput]:
     """At most `rate` items per second (None or 0: as fast as possible)."""
     if not rate:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ai_tweets.dataset import ABSTAIN
 from ai_tweets.settings import Settings, load_settings
+from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect
 
 log = logging.getLogger(__name__)
@@ -123,19 +124,12 @@ def _threshold_of(champion, settings: Settings) -> float:
 def predict_file(input_path: Path, output_path: Path, model_uri: str | None = None,
                  settings: Settings | None = None) -> int:
     """`ai-tweets predict`: JSONL of {"text": ...} → CSV text,ai_probability,label."""
-    import msgspec
     import pandas as pd
 
     from ai_tweets import model as classifier
 
     settings = settings or load_settings()
-    texts = []
-    for number, line in enumerate(input_path.read_bytes().splitlines(), start=1):
-        if line.strip():
-            item = msgspec.json.decode(line)
-            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-                raise ValueError(f"{input_path}:{number}: expected {{\"text\": ...}}")
-            texts.append(item["text"])
+    texts = read_texts(input_path)
     uri = model_uri or f"models:/{settings.model_name}@champion"
     loaded = classifier.load_classifier(uri, settings.mlflow_tracking_uri)
     output = loaded.predict(pd.DataFrame({"text": texts}))
