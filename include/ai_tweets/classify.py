@@ -26,7 +26,14 @@ from psycopg import sql
 from ai_tweets.schema import MalformedTweet, Tweet, parse_message
 from ai_tweets.settings import Settings
 from ai_tweets.spark import start_kafka_query
-from ai_tweets.storage import QuarantinedMessage, connect, copy_upsert, ensure_quarantine_table, write_quarantine
+from ai_tweets.storage import (
+    QuarantinedMessage,
+    connect,
+    copy_upsert,
+    ensure_quarantine_table,
+    lock_ddl,
+    write_quarantine,
+)
 from ai_tweets.tables import identifier
 
 log = logging.getLogger(__name__)
@@ -63,7 +70,11 @@ class Score:
 
 
 def ensure_tables(conn: psycopg.Connection) -> None:
-    """The classify stage's tables; idempotent, keyed by tweet id."""
+    """The classify stage's tables (and the retweet decisions'), created before the workers run;
+    idempotent, keyed by tweet id."""
+    from ai_tweets.retweet import ensure_retweets_table
+
+    lock_ddl(conn)
     conn.execute(sql.SQL("""
         CREATE TABLE IF NOT EXISTS {ai} (
             tweet_id       bigint PRIMARY KEY,
@@ -105,6 +116,7 @@ def ensure_tables(conn: psycopg.Connection) -> None:
             PRIMARY KEY (query_name, batch_id)
         )""").format(batches=identifier(BATCHES_TABLE)))
     ensure_quarantine_table(conn)
+    ensure_retweets_table(conn)
 
 
 # --- the model server -------------------------------------------------------------------

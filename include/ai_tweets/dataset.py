@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from ai_tweets.settings import Settings
-from ai_tweets.storage import count_rows
+from ai_tweets.storage import count_rows, lock_ddl
 from ai_tweets.tables import SPLITS, dedup_table_name, identifier, raw_table_name, split_table_name
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class SplitSizes:
 def ensure_split_table(conn: psycopg.Connection, table: str) -> None:
     """A split table; idempotent (primary key tweet_id). Label columns are nullable: weak
     labels come from the label model, gold labels from people (with who and when)."""
+    lock_ddl(conn)
     conn.execute(sql.SQL("""
         CREATE TABLE IF NOT EXISTS {table} (
             tweet_id             bigint PRIMARY KEY,

@@ -55,7 +55,7 @@ from psycopg import sql
 from ai_tweets import x_api
 from ai_tweets.schema import Tweet
 from ai_tweets.settings import Settings, SettingsError, environment
-from ai_tweets.storage import connect
+from ai_tweets.storage import connect, lock_ddl
 from ai_tweets.tables import identifier
 from ai_tweets.urls import UrlRecord, domain_of, extract_urls
 
@@ -224,6 +224,7 @@ class RetweetResult:
 
 def ensure_retweets_table(conn: psycopg.Connection) -> None:
     """One row per tweet ever considered; idempotent: primary key tweet_id."""
+    lock_ddl(conn)
     conn.execute(sql.SQL("""
         CREATE TABLE IF NOT EXISTS {table} (
             tweet_id        bigint PRIMARY KEY,

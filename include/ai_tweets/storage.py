@@ -52,8 +52,20 @@ def connect(settings: Settings, attempts: int = 6, first_delay: float = 1.0,
     raise AssertionError("unreachable")
 
 
+# `CREATE TABLE IF NOT EXISTS` is not safe against itself: two sessions creating the same
+# table at once fail with a unique violation in pg_type. Every ensure_* first takes this
+# transaction-level advisory lock, so Spark workers and DAG tasks can call them concurrently.
+_DDL_LOCK = 7_042_011
+
+
+def lock_ddl(conn: psycopg.Connection) -> None:
+    """Serialize schema changes until the end of the current transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+
+
 def ensure_raw_table(conn: psycopg.Connection, table: str) -> None:
     """The raw table of one dataset version; idempotent: primary key tweet_id."""
+    lock_ddl(conn)
     conn.execute(sql.SQL("""
         CREATE TABLE IF NOT EXISTS {table} (
             tweet_id        bigint PRIMARY KEY,
@@ -77,6 +89,7 @@ def ensure_raw_table(conn: psycopg.Connection, table: str) -> None:
 
 def ensure_quarantine_table(conn: psycopg.Connection) -> None:
     """Messages that are not valid tweets, kept byte for byte with where they came from and why."""
+    lock_ddl(conn)
     conn.execute(sql.SQL("""
         CREATE TABLE IF NOT EXISTS {table} (
             target_table    text NOT NULL,
