@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -66,7 +67,9 @@ def throughput(base: dict, tweets: int, *extra: str) -> tuple[int, float]:
     topic = f"bench-classify-{uuid.uuid4().hex[:8]}"
     env = _env(base, topic)
     settings = load_settings(env)
-    produce_tweets("generate", count=tweets, seed=71, settings=settings)
+    # A fresh seed: tweets of an earlier run would already be in ai_tweets and only hit the
+    # ON CONFLICT path (and keep their old produced_at).
+    produce_tweets("generate", count=tweets, seed=random.randrange(60_000), settings=settings)
     job = _job(env, "--available-now", *extra)
     if job.wait() != 0:
         raise SystemExit(f"classify job failed ({' '.join(extra)})")
@@ -99,7 +102,8 @@ def latency(base: dict, rate: float, seconds: float) -> dict:
     time.sleep(25)  # Spark start-up, first empty batches
     started = time.time()
     stop = threading.Event()
-    report = produce_tweets("generate", seconds=seconds, seed=73, rate=rate, settings=settings, stop=stop)
+    report = produce_tweets("generate", seconds=seconds, seed=random.randrange(60_000), rate=rate,
+                            settings=settings, stop=stop)
     time.sleep(10)  # the last batches
     os.killpg(job.pid, signal.SIGTERM)
     job.wait(60)
