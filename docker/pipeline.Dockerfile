@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # The project image: Airflow 3.3 with the pipeline's exact environment (requirements.txt),
 # the ai_tweets package, a Java runtime and the Spark Kafka/JDBC jars. One image runs every
-# Airflow component, the Spark master and worker, the tweet producer and MLflow model
-# serving, so the Spark driver (inside the Airflow scheduler, client mode) and the executors
-# (inside spark-worker) run the same Python, pyspark and package versions.
+# Airflow component, the Spark master and worker, the tweet producer, MLflow model serving
+# and the Superset dashboard's provisioning, so the Spark driver (inside the Airflow
+# scheduler, client mode) and the executors (inside spark-worker) run the same Python,
+# pyspark and package versions.
 #
 # Build context: the repository root (see pipeline.Dockerfile.dockerignore).
 
@@ -43,6 +44,8 @@ COPY --chown=airflow:0 dags/ dags/
 COPY --chown=airflow:0 plugins/ plugins/
 COPY --chown=airflow:0 spark_jobs/ spark_jobs/
 COPY --chown=airflow:0 label_studio/ label_studio/
+# The Superset dashboard bundle, imported by `python -m ai_tweets.dashboard` (superset-provision).
+COPY --chown=airflow:0 superset/dashboard/ superset/dashboard/
 
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/ai-tweets/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/ai-tweets/plugins \

@@ -86,6 +86,24 @@ class AirflowClient:
             "GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}/taskInstances")
         return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
 
+    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        """State, try_number, start and end of one task of a run."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}"
+                                    f"/taskInstances/{task_id}")
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        """The log of one try of a task, as text (structured log lines joined, one per line)."""
+        answer = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}"
+                                      f"/taskInstances/{task_id}/logs/{try_number}?full_content=true")
+        lines = []
+        for entry in answer.get("content") or []:
+            if isinstance(entry, dict):
+                extra = {k: v for k, v in entry.items() if k not in ("event", "timestamp", "level")}
+                lines.append(f"{entry.get('level', '')} {entry.get('event', '')} {json.dumps(extra) if extra else ''}")
+            else:
+                lines.append(str(entry))
+        return "\n".join(lines)
+
     def wait(self, dag_id: str, run_id: str, timeout: float = 1800, progress_every: float = 15,
              echo=print) -> str:
         """Wait for a run to finish, printing task states now and then; raise if it failed."""

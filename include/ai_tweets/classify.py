@@ -31,6 +31,7 @@ from ai_tweets.storage import (
     connect,
     copy_upsert,
     ensure_quarantine_table,
+    in_transaction,
     lock_ddl,
     write_quarantine,
 )
@@ -247,9 +248,11 @@ def classify_partition(batches: Iterator, settings: Settings, options: ClassifyO
     """mapInArrow body, run in Spark's Python workers: one Kafka partition of a micro-batch."""
     import pyarrow as pa
 
-    total = PartitionResult()
-    versions: set[str] = set()
-    with connect(settings) as conn:
+    batches = list(batches)  # kept, so that a write PostgreSQL broke off can run again
+
+    def classify_all(conn) -> tuple[PartitionResult, set[str]]:
+        total = PartitionResult()
+        versions: set[str] = set()
         for batch in batches:
             columns = batch.to_pydict()
             result = classify_messages(conn, settings, options, columns["topic"], columns["partition"],
@@ -261,6 +264,9 @@ def classify_partition(batches: Iterator, settings: Settings, options: ClassifyO
             total.requests += result.requests
             total.max_produce_to_row_ms = max(total.max_produce_to_row_ms, result.max_produce_to_row_ms)
             versions.update(result.versions)
+        return total, versions
+
+    total, versions = in_transaction(settings, classify_all, f"writing to {AI_TWEETS_TABLE}")
     yield pa.RecordBatch.from_pydict({
         "rows_in": [total.rows_in], "ai_rows": [total.ai_rows], "quarantined": [total.quarantined],
         "requests": [total.requests], "versions": [",".join(sorted(versions))],
@@ -277,12 +283,12 @@ def process_batch(batch_df, batch_id: int, settings: Settings, options: Classify
              "versions": sorted({v for r in rows for v in r.versions.split(",") if v}),
              "max_produce_to_row_ms": max((r.max_produce_to_row_ms for r in rows), default=0)}
     latency_ms = int((time.monotonic() - began) * 1000)
-    with connect(settings) as conn:
-        copy_upsert(conn, BATCHES_TABLE, ("query_name", "batch_id", "rows_in", "ai_rows", "quarantined",
-                                          "requests", "model_versions", "latency_ms", "max_produce_to_row_ms"),
-                    [(query_name, batch_id, stats["rows_in"], stats["ai_rows"], stats["quarantined"],
-                      stats["requests"], stats["versions"], latency_ms, stats["max_produce_to_row_ms"])],
-                    ("query_name", "batch_id"))
+    in_transaction(settings, lambda conn: copy_upsert(
+        conn, BATCHES_TABLE, ("query_name", "batch_id", "rows_in", "ai_rows", "quarantined", "requests",
+                              "model_versions", "latency_ms", "max_produce_to_row_ms"),
+        [(query_name, batch_id, stats["rows_in"], stats["ai_rows"], stats["quarantined"], stats["requests"],
+          stats["versions"], latency_ms, stats["max_produce_to_row_ms"])],
+        ("query_name", "batch_id")), f"writing to {BATCHES_TABLE}")
     log.info("batch %d: %d tweets, %d AI, %d quarantined, %d requests, model %s, %d ms", batch_id,
              stats["rows_in"], stats["ai_rows"], stats["quarantined"], stats["requests"],
              ",".join(stats["versions"]) or "-", latency_ms)

@@ -59,6 +59,15 @@ def check_mlflow(settings: Settings) -> str:
     return f"MLflow tracking server: {body.strip()}"
 
 
+def check_model_serving(settings: Settings) -> str:
+    """The champion's MLflow model server (only meaningful once a champion exists)."""
+    try:
+        _get(f"{settings.model_serving_url}/ping")
+    except (urllib.error.URLError, OSError) as exc:
+        raise _down("MLflow model serving", settings.model_serving_url, exc) from exc
+    return f"model serving answers at {settings.model_serving_url}"
+
+
 def check_label_studio(settings: Settings) -> str:
     token = settings.require("label_studio_api_key")
     try:

@@ -26,6 +26,7 @@ from ai_tweets.storage import (
     connect,
     copy_upsert,
     ensure_raw_table,
+    in_transaction,
     write_quarantine,
 )
 from ai_tweets.tables import raw_table_name
@@ -112,8 +113,10 @@ def write_partition(batches: Iterator, settings: Settings, table: str) -> Iterat
     transaction, so the partitions of a batch are written in parallel."""
     import pyarrow as pa
 
-    messages = inserted = quarantined = 0
-    with connect(settings) as conn:
+    batches = list(batches)  # kept, so that a write PostgreSQL broke off can run again
+
+    def write(conn) -> tuple[int, int, int]:
+        messages = inserted = quarantined = 0
         for batch in batches:
             columns = batch.to_pydict()
             new, bad = write_messages(conn, table, columns["topic"], columns["partition"],
@@ -121,6 +124,9 @@ def write_partition(batches: Iterator, settings: Settings, table: str) -> Iterat
             messages += batch.num_rows
             inserted += new
             quarantined += bad
+        return messages, inserted, quarantined
+
+    messages, inserted, quarantined = in_transaction(settings, write, f"writing to {table}")
     yield pa.RecordBatch.from_pydict({"messages": [messages], "inserted": [inserted],
                                       "quarantined": [quarantined]})
 

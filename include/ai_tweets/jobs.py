@@ -5,12 +5,16 @@ Instead `ensure_job` starts the job as a detached process (its own session, log 
 pid file under DATA_DIR/run) if it is not running, and returns at once; the DAG calls it
 every few minutes, so a job that died is restarted, and triggering it twice is harmless
 (a file lock makes the check-and-start atomic).
+
+Standard library only at import: the local-stack manager uses `alive` before any virtual
+environment exists (pipeline imports go inside functions, as in `ensure_classifier`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 import subprocess
@@ -20,6 +24,8 @@ from pathlib import Path
 
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 
+log = logging.getLogger(__name__)
+
 
 def _run_dir(settings: Settings) -> Path:
     path = settings.data_dir / "run"
@@ -27,7 +33,8 @@ def _run_dir(settings: Settings) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs; a zombie still answers kill(0), and counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -45,7 +52,7 @@ def job_status(name: str, settings: Settings) -> dict:
         pid = int(pid_file.read_text())
     except (OSError, ValueError):
         return {"job": name, "state": "stopped", "pid": None}
-    return {"job": name, "state": "running" if _alive(pid) else "dead", "pid": pid}
+    return {"job": name, "state": "running" if alive(pid) else "dead", "pid": pid}
 
 
 def ensure_job(name: str, argv: list[str], settings: Settings, env: dict[str, str] | None = None) -> dict:
@@ -77,15 +84,16 @@ def stop_job(name: str, settings: Settings, timeout: float = 60) -> dict:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(status["pid"], signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(status["pid"]) and time.monotonic() < deadline:
+    while alive(status["pid"]) and time.monotonic() < deadline:
         time.sleep(0.5)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(status["pid"], signal.SIGKILL)
     return {**job_status(name, settings), "state": "stopped"}
 
 
-def ensure_classifier(retweet: bool = False) -> dict:
+def ensure_classifier(retweet: bool = False, serving_wait: float = 60.0) -> dict:
     """The classify stream, running (started if needed); skipped while no champion exists."""
+    from ai_tweets.health import ServiceDown, check_model_serving
     from ai_tweets.serving import champion_version
 
     settings = load_settings()
@@ -93,4 +101,19 @@ def ensure_classifier(retweet: bool = False) -> dict:
     if version is None:
         return {"job": "classify", "state": "waiting", "reason": f"no champion of {settings.model_name} yet"}
     argv = [sys.executable, str(PROJECT_ROOT / "spark_jobs" / "classify.py"), *(["--retweet"] if retweet else [])]
-    return {**ensure_job("classify", argv, settings), "champion": version}
+    job = ensure_job("classify", argv, settings)
+    # The job rides out a model-serving outage by itself (it waits and retries). The task waits
+    # a little (a new champion takes seconds to load), then fails, so that the outage shows in
+    # Airflow; its retries report when serving is back.
+    deadline = time.monotonic() + serving_wait
+    while True:
+        try:
+            serving = check_model_serving(settings)
+            break
+        except ServiceDown as exc:
+            if time.monotonic() >= deadline:
+                raise ServiceDown(f"{exc} The classify job (pid {job.get('pid')}) is running and waits for "
+                                  f"it; waited {serving_wait:.0f} s.") from exc
+            log.warning("model serving not answering yet, retrying in 5 s: %s", exc)
+            time.sleep(5)
+    return {**job, "champion": version, "serving": serving}

@@ -600,7 +600,7 @@ def lf_summary(L: np.ndarray, gold: np.ndarray | None = None) -> pd.DataFrame:
     summary = pd.DataFrame({
         "lf": [lf.name for lf in LFS],
         "description": [_description(lf) for lf in LFS],
-        "polarity": [list(p) for p in stats["Polarity"]],
+        "polarity": [[int(label) for label in p] for p in stats["Polarity"]],
         "coverage": stats["Coverage"].to_numpy(float),
         "overlaps": stats["Overlaps"].to_numpy(float),
         "conflicts": stats["Conflicts"].to_numpy(float),

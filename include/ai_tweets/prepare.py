@@ -15,7 +15,7 @@ from psycopg import sql
 from ai_tweets.dataset import ABSTAIN, AI, SplitSizes, dedup_raw_tweets, split_dataset
 from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
-from ai_tweets.storage import connect, update_columns
+from ai_tweets.storage import connect, table_exists, update_columns
 from ai_tweets.tables import SPLITS, identifier, lf_summary_table_name, split_table_name
 
 if TYPE_CHECKING:  # pandas is imported by the functions that use it, not by DAG files
@@ -138,19 +138,40 @@ LF_SUMMARY_COLUMNS = {"lf": "text PRIMARY KEY", "description": "text", "polarity
 
 
 def _write_lf_summary(conn, table: str, summary: pd.DataFrame) -> None:
+    """Replace the table's rows with `summary`, unless they are the same already: a re-run on
+    the same data leaves the table (and its `computed_at`) untouched."""
     columns = list(LF_SUMMARY_COLUMNS)
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    # Quoted column names: `overlaps` is an SQL keyword.
+    definitions = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+                                     for name, kind in LF_SUMMARY_COLUMNS.items())
+    stage = sql.Identifier(f"stage_{table}"[:63])
     with conn.transaction():
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=identifier(table)))
-        # Quoted column names: `overlaps` is an SQL keyword.
-        definitions = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
-                                         for name, kind in LF_SUMMARY_COLUMNS.items())
-        conn.execute(sql.SQL("CREATE TABLE {t} ({definitions}, computed_at timestamptz NOT NULL DEFAULT now())")
-                     .format(t=identifier(table), definitions=definitions))
-        with conn.cursor().copy(sql.SQL("COPY {t} ({c}) FROM STDIN").format(
-                t=identifier(table), c=sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {s}").format(s=stage))
+        conn.execute(sql.SQL("CREATE TEMP TABLE {s} ({definitions})").format(s=stage, definitions=definitions))
+        with conn.cursor().copy(sql.SQL("COPY {s} ({c}) FROM STDIN").format(s=stage, c=names)) as copy:
             for row in summary.itertuples(index=False):
                 record = row._asdict()
                 copy.write_row([_plain(record.get(column)) for column in columns])
+        if table_exists(conn, table) and _same_columns(conn, table, ["computed_at", *columns]):
+            differences = conn.execute(sql.SQL(
+                "SELECT count(*) FROM ((SELECT {c} FROM {s} EXCEPT ALL SELECT {c} FROM {t}) "
+                "UNION ALL (SELECT {c} FROM {t} EXCEPT ALL SELECT {c} FROM {s})) d"
+            ).format(c=names, s=stage, t=identifier(table))).fetchone()[0]
+            if differences == 0:
+                return
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=identifier(table)))
+        conn.execute(sql.SQL("CREATE TABLE {t} ({definitions}, computed_at timestamptz NOT NULL DEFAULT now())")
+                     .format(t=identifier(table), definitions=definitions))
+        conn.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s}").format(t=identifier(table), c=names,
+                                                                               s=stage))
+
+
+def _same_columns(conn, table: str, columns: list[str]) -> bool:
+    found = {row[0] for row in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s",
+        (table,)).fetchall()}
+    return found == set(columns)
 
 
 def _plain(value):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
@@ -18,6 +19,7 @@ from ai_tweets.settings import Settings
 from ai_tweets.tables import identifier
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 QUARANTINE_TABLE = "ingest_quarantine"
 
@@ -47,6 +49,28 @@ def connect(settings: Settings, attempts: int = 6, first_delay: float = 1.0,
                 ) from exc
             log.warning("PostgreSQL not answering (attempt %d/%d), retrying in %.0f s: %s",
                         attempt, attempts, delay, str(exc).strip())
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
+    raise AssertionError("unreachable")
+
+
+def in_transaction(settings: Settings, work: Callable[[psycopg.Connection], T], what: str,
+                   attempts: int = 5, first_delay: float = 2.0) -> T:
+    """`work(conn)` in one transaction, run again from the start (with backoff) if PostgreSQL
+    goes away midway, e.g. restarted: the failed transaction was rolled back, so `work` must be
+    idempotent (the upserts here are). Gives up with DatabaseUnavailable naming the address."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            with connect(settings) as conn:
+                return work(conn)
+        except (psycopg.OperationalError, DatabaseUnavailable) as exc:
+            if attempt == attempts:
+                raise DatabaseUnavailable(
+                    f"PostgreSQL at {settings.streamingdb_url}: {what} failed {attempts} times "
+                    f"({str(exc).strip()}). Is the stack up (`make status`)?") from exc
+            log.warning("%s: PostgreSQL went away (attempt %d/%d), retrying in %.0f s: %s", what, attempt,
+                        attempts, delay, str(exc).strip())
             time.sleep(delay)
             delay = min(delay * 2, 30)
     raise AssertionError("unreachable")

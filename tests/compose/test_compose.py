@@ -8,6 +8,7 @@ resolved) and checked against the repository. Only the last test calls
 from __future__ import annotations
 
 import re
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -34,7 +36,11 @@ SERVICE_URL_VARIABLES = (
     "MODEL_SERVING_URL",
     "LABEL_STUDIO_URL",
     "AIRFLOW_URL",
+    "SUPERSET_URL",
 )
+# One-off jobs that run last: nothing waits for them, so they are named here.
+FINAL_JOBS = {"superset-provision"}
+PROJECT_SUPERSET_CONFIG = "./superset/superset_config.py"
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +62,13 @@ def depends_on(service: dict) -> dict[str, str]:
 
 
 def one_shot_services(services: dict[str, dict]) -> set[str]:
-    """Services that something waits for with service_completed_successfully."""
+    """Services that something waits for with service_completed_successfully, and the final jobs."""
     return {
         target
         for service in services.values()
         for target, condition in depends_on(service).items()
         if condition == "service_completed_successfully"
-    }
+    } | (FINAL_JOBS & services.keys())
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -340,6 +346,51 @@ def test_no_runtime_pip_installs(services: dict[str, dict]) -> None:
         name for name, service in services.items() if "_PIP_ADDITIONAL_REQUIREMENTS" in environment(service)
     ]
     assert not offenders, f"install packages in the image, not with _PIP_ADDITIONAL_REQUIREMENTS: {offenders}"
+
+
+def test_superset_services_use_the_project_config(
+    services: dict[str, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """superset/superset_config.py, mounted read-only, as the local stack uses it; with each
+    service's environment it keeps its metadata in the `superset` database of the postgres
+    service, which the postgres init script creates."""
+    assert "CREATE DATABASE superset;" in (REPO / "docker/postgres/init-databases.sh").read_text()
+    for name in ("superset-init", "superset"):
+        env = environment(services[name])
+        read_only_mounts = {
+            source: target
+            for source, target, *options in (str(volume).split(":") for volume in services[name].get("volumes") or [])
+            if options == ["ro"]
+        }
+        assert read_only_mounts.get(PROJECT_SUPERSET_CONFIG) == env.get("SUPERSET_CONFIG_PATH"), (
+            f"{name}: SUPERSET_CONFIG_PATH must name {PROJECT_SUPERSET_CONFIG}, mounted read-only"
+        )
+        with monkeypatch.context() as patch:
+            for variable in ("SUPERSET_METADATA_HOST", "SUPERSET_METADATA_PORT"):
+                patch.delenv(variable, raising=False)
+            for variable, value in env.items():  # interpolated secrets: any value
+                patch.setenv(variable, "secret" if "${" in value else value)
+            config = runpy.run_path(str(REPO / PROJECT_SUPERSET_CONFIG))
+        metadata = make_url(config["SQLALCHEMY_DATABASE_URI"])
+        assert (metadata.host, metadata.port, metadata.database) == ("postgres", 5432, "superset"), name
+        assert metadata.host in services
+
+
+def test_superset_provision_runs_the_dashboard_module_after_superset_is_healthy(
+    services: dict[str, dict],
+) -> None:
+    provision = services["superset-provision"]
+    assert provision["build"]["dockerfile"] == "docker/pipeline.Dockerfile"
+    assert provision["command"][-3:] == ["python", "-m", "ai_tweets.dashboard"]
+    assert depends_on(provision)["superset"] == "service_healthy"
+    assert provision.get("restart") == "no"
+    env = environment(provision)
+    assert urlsplit(env["SUPERSET_URL"]).netloc == "superset:8088"
+    assert {"SUPERSET_ADMIN_PASSWORD", "STREAMINGDB_URL", "STREAMINGDB_PASSWORD"} <= env.keys()
+    # The bundle it imports is baked into the pipeline image (settings.PROJECT_ROOT/superset).
+    copies = [args for instruction, args in instructions(REPO / "docker/pipeline.Dockerfile") if instruction == "COPY"]
+    assert any("superset/dashboard/" in args for args in copies)
+    assert "!superset/dashboard/" in (REPO / "docker/pipeline.Dockerfile.dockerignore").read_text().splitlines()
 
 
 def _compose_plugin_available() -> bool:

@@ -3,29 +3,12 @@ local stack (capture → prepare → annotate → train → live classification)
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-
-from conftest import stack  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def running_stack():
-    was_up = stack("status", check=False).returncode == 0
-    stack("up")
-    yield
-    if not was_up:
-        stack("down")
-
-
-def test_demo_drives_every_dag_to_live_classification(running_stack):
+def test_demo_drives_every_dag_to_live_classification(local_stack):
     from ai_tweets.demo import run_demo
     from ai_tweets.jobs import stop_job
     from ai_tweets.settings import load_settings

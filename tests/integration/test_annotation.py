@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import subprocess
 import threading
 import time
 import uuid
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from browser_helpers import headless_chromium
 from conftest import ROOT, stack
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -289,37 +288,15 @@ def test_label_studio_down_fails_clearly_and_resumes_without_duplicates(env):
     assert env.pull()["written"] == 0
 
 
-def _chromium() -> tuple[str, str]:
-    """Paths of chromium and chromedriver; installed from Debian if missing (as root)."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")) and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "chromium", "chromium-driver"], capture_output=True,
-                       timeout=900, check=False)
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (browser and driver):
-        pytest.skip("chromium and chromedriver are not installed and could not be installed "
-                    "(`apt-get install -y chromium chromium-driver` as root)")
-    return browser, driver
-
-
 def test_screenshot_of_the_labeling_screen(env, tmp_path):
     from PIL import Image, ImageStat
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser, driver_path = _chromium()
-    unlabeled = [t for t in env.tasks() if t.predictions and t.predictions[0].result and not t.annotations]
-    task = min(unlabeled, key=lambda t: (not t.data["urls"], t.data["hashtags"].startswith("("), t.id))
-    secrets = environment(ROOT / ".env")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1440,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
+    with headless_chromium(tmp_path / "chromium", 1440, 1000, install_missing=True) as driver:
+        unlabeled = [t for t in env.tasks() if t.predictions and t.predictions[0].result and not t.annotations]
+        task = min(unlabeled, key=lambda t: (not t.data["urls"], t.data["hashtags"].startswith("("), t.id))
+        secrets = environment(ROOT / ".env")
         wait = WebDriverWait(driver, 60)
         driver.get(f"{env.settings.label_studio_url}/user/login/")
         driver.find_element(By.NAME, "email").send_keys(secrets["LABEL_STUDIO_USERNAME"])
@@ -337,8 +314,6 @@ def test_screenshot_of_the_labeling_screen(env, tmp_path):
         time.sleep(1)  # let fonts and layout settle
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(SCREENSHOT))
-    finally:
-        driver.quit()
     assert SCREENSHOT.stat().st_size > 30_000
     with Image.open(SCREENSHOT) as image:
         assert image.size[0] >= 1000

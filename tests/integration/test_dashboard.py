@@ -4,12 +4,12 @@ every chart's query returns rows, and a headless-Chromium screenshot shows the c
 from __future__ import annotations
 
 import random
-import shutil
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from browser_helpers import headless_chromium
 from capture_helpers import ROOT
 
 from ai_tweets.classify import AI_TWEETS_TABLE, BATCHES_TABLE, TWEET_URLS_TABLE, ensure_tables
@@ -94,23 +94,10 @@ def test_every_chart_query_returns_rows(settings, seeded):
 
 def test_screenshot_of_the_dashboard(settings, provisioned, seeded, tmp_path):
     from PIL import Image, ImageStat
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (browser and driver_path):
-        pytest.skip("chromium and chromedriver are needed: `make install-browser` "
-                    "(apt-get install -y chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1600,2400", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
+    with headless_chromium(tmp_path / "chromium", 1600, 2400) as driver:
         wait = WebDriverWait(driver, 90)
         driver.get(f"{settings.superset_url}/login/")
         wait.until(lambda d: d.find_elements(By.ID, "username"))
@@ -136,8 +123,6 @@ def test_screenshot_of_the_dashboard(settings, provisioned, seeded, tmp_path):
         time.sleep(2)  # let ECharts finish its animations after the resize
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(SCREENSHOT))
-    finally:
-        driver.quit()
     with Image.open(SCREENSHOT) as image:
         gray = image.convert("L")
         assert image.size[0] >= 1500

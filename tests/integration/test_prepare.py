@@ -127,6 +127,13 @@ def test_weak_labels_lf_summary_mlflow_parquet_and_cli(captured, tmp_path):
 
     summary = iso.query("SELECT lf, coverage FROM {t}", t=lf_summary_table_name(iso.settings))
     assert len(summary) >= 20 and all(0 <= coverage <= 1 for _, coverage in summary)
+    stored = iso.query("SELECT * FROM {t} ORDER BY lf", t=lf_summary_table_name(iso.settings))
+    assert {row[2] for row in stored} <= {"[]", "[0]", "[1]", "[0, 1]"}, "polarity: the labels an LF gave"
+    splits_before = {s: iso.checksum(split_table_name(s, iso.settings)) for s in SPLITS}
+    weak_label(iso.settings.dataset_version, seed=0, settings=iso.settings)
+    assert iso.query("SELECT * FROM {t} ORDER BY lf", t=lf_summary_table_name(iso.settings)) == stored, \
+        "a re-run on the same data leaves the LF summary (and when it was computed) as it was"
+    assert {s: iso.checksum(split_table_name(s, iso.settings)) for s in SPLITS} == splits_before
     client = MlflowClient(iso.settings.mlflow_tracking_uri)
     run = client.get_run(report["mlflow_run_id"])
     assert run.info.experiment_id == client.get_experiment_by_name(WEAK_LABEL_EXPERIMENT).experiment_id

@@ -1,0 +1,120 @@
+"""The classify job killed -9 several times at random moments in the middle of a replayed
+stream: in the end every AI tweet is there exactly once, with its links, and nothing that
+should be there is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from capture_helpers import ROOT, Isolated, python_env
+from model_helpers import ModelServer, free_port, register_model
+from reliability_helpers import SCALE, sized, wait_until
+
+from ai_tweets.capture import produce_tweets
+from ai_tweets.generator import generate
+from ai_tweets.schema import normalize
+from ai_tweets.settings import load_settings
+from ai_tweets.train import predict_file
+from ai_tweets.urls import extract_urls
+
+
+@pytest.fixture(scope="module")
+def served(local_stack, tmp_path_factory):
+    """A model of this module's own, the champion, served on a port of its own."""
+    tmp = tmp_path_factory.mktemp("reliability-classify")
+    env = {**Isolated.create(tmp).env, "MODEL_NAME": f"test-rel-{uuid.uuid4().hex[:8]}",
+           "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}"}
+    version = register_model(load_settings(env), seed=61)
+    server = ModelServer(env, tmp / "serving.json")
+    server.start()
+    yield env, version
+    server.stop()
+
+
+def _classify_job(iso: Isolated, log: Path, *args: str) -> subprocess.Popen:
+    """The job in its own process group; its output goes to `log` (a pipe left unread could fill)."""
+    with log.open("a") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "classify.py"), *args],
+                                env=python_env(**iso.env), start_new_session=True, stdout=out, stderr=out)
+
+
+def test_classify_killed_9_at_random_moments_loses_and_duplicates_nothing(served, tmp_path, figures):
+    env, version = served
+    count, kills = sized(short=20_000, long=100_000), sized(short=3, long=5)
+    iso_env = {**env, "TWEETS_TOPIC": f"test-rel-classify-{uuid.uuid4().hex[:8]}", "DATA_DIR": str(tmp_path / "data")}
+    iso = Isolated(env=iso_env, settings=load_settings(iso_env))
+
+    # The replay file, and what the served version says of each tweet in it.
+    replay = tmp_path / "replay.jsonl"
+    tweets = []
+    with replay.open("w") as file:
+        for generated in generate(count, seed=62):
+            file.write(json.dumps(generated.payload) + "\n")
+            tweets.append(normalize(generated.payload))
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": t.text}) + "\n" for t in tweets))
+    predict_file(texts, tmp_path / "predicted.csv", f"models:/{iso.settings.model_name}/{version}", iso.settings)
+    labels = pd.read_csv(tmp_path / "predicted.csv", keep_default_na=False)["label"].tolist()
+    expected = {t.id for t, label in zip(tweets, labels, strict=True) if label == 1}
+    expected_links = {t.id for t in tweets if t.id in expected and extract_urls(t)}
+    ids = [t.id for t in tweets]
+
+    def stored() -> tuple[int, int]:
+        return iso.query("SELECT count(*), count(DISTINCT tweet_id) FROM ai_tweets WHERE tweet_id = ANY(%s)",
+                         (ids,))[0]
+
+    # The stream arrives over about a minute (long form: about two) while the job is killed.
+    rate = count / sized(short=60, long=120)
+    producer = threading.Thread(target=produce_tweets, kwargs={
+        "source": "replay", "file": replay, "rate": rate, "settings": iso.settings})
+    seed = int(os.environ.get("RELIABILITY_SEED", random.randrange(1_000_000)))
+    rng = random.Random(seed)
+    began = time.monotonic()
+    producer.start()
+    moments = []
+    log = tmp_path / "classify.log"
+    for _ in range(kills):
+        job = _classify_job(iso, log, "--max-offsets", "2000", "--trigger-seconds", "0.5")
+        at_start = stored()[0]
+        wait_until(lambda job=job, at_start=at_start: stored()[0] > at_start or job.poll() is not None, 300,
+                   "the restarted job's first rows")
+        assert job.poll() is None, f"the classify job exited: {log.read_text()[-3000:]}"
+        time.sleep(rng.uniform(0.0, 4.0))
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+        rows = stored()[0]
+        moments.append((round(time.monotonic() - began, 1), rows))
+        assert rows < len(expected), "each kill must land mid-stream"
+    producer.join(600)
+    assert not producer.is_alive()
+
+    final = _classify_job(iso, log, "--available-now")
+    assert final.wait(900) == 0, log.read_text()[-4000:]
+    total, distinct = stored()
+    found = {row[0] for row in iso.query("SELECT tweet_id FROM ai_tweets WHERE tweet_id = ANY(%s)", (ids,))}
+    url_rows, url_distinct = iso.query("SELECT count(*), count(DISTINCT (tweet_id, canonical_url)) FROM tweet_urls "
+                                       "WHERE tweet_id = ANY(%s)", (ids,))[0]
+    with_links = {row[0] for row in iso.query("SELECT DISTINCT tweet_id FROM tweet_urls WHERE tweet_id = ANY(%s)",
+                                              (ids,))}
+    seen = iso.query("SELECT coalesce(sum(rows_in), 0) FROM classify_batches WHERE query_name = %s",
+                     (f"classify_{iso.settings.tweets_topic}".replace("-", "_"),))[0][0]
+    assert total == distinct, f"{total - distinct} duplicate rows"
+    assert found == expected, f"missing {len(expected - found)}, unexpected {len(found - expected)}"
+    assert url_rows == url_distinct and with_links == expected_links
+    assert seen == count, "every message counted in exactly one committed batch (a replayed batch keeps its id)"
+    figures(f"{count:,} replayed tweets at {rate:,.0f}/s, classify killed -9 {kills} times at "
+            f"(s, AI rows so far) {moments} (seed {seed}, {SCALE} form); count(*) {total:,} = count(distinct) "
+            f"{distinct:,} = expected {len(expected):,}, 0 missing; {url_rows:,} URL rows for "
+            f"{len(with_links):,} tweets, none duplicated; classify_batches counts {seen:,} messages, each "
+            f"once; {time.monotonic() - began:.0f} s")
