@@ -11,7 +11,7 @@ Runs last: stopping PostgreSQL also stops what keeps its state there (Airflow, M
 
 from __future__ import annotations
 
-import random
+import secrets
 import subprocess
 import sys
 import time
@@ -28,7 +28,7 @@ from ai_tweets.tables import split_table_name
 def test_postgres_restart_during_capture_then_down_during_a_stage(disruptive, tmp_path, figures):
     count = sized(short=20_000, long=100_000)
     rate = count / 40
-    iso = Isolated.create(tmp_path, version=random.randrange(900_000, 1_000_000))
+    iso = Isolated.create(tmp_path, version=900_000 + secrets.randbelow(100_000))
     tweets = [normalize(generated.payload) for generated in generate(count, seed=71)]
     ids = {tweet.id for tweet in tweets}
     log = tmp_path / "ingest.log"
