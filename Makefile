@@ -6,6 +6,8 @@ VENV_BIN = $(shell $(PYTHON) -c "import sys; sys.path[:0] = ['include', '.']; fr
 SERVICES ?=
 # The shared environment never contains the project: this checkout's package comes first.
 export PYTHONPATH := $(CURDIR)/include
+# …and its own .env, even if another checkout's `.local/activate` was sourced in this shell.
+export AI_TWEETS_ENV_FILE := $(CURDIR)/.env
 
 SOURCE ?= generate
 FILE ?=
