@@ -274,7 +274,8 @@ def _kafka_prepare(ctx: Context) -> None:
     if (ctx.local / "kafka" / "logs" / "meta.properties").exists():
         return
     cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    run_logged(_kafka_java(ctx, "kafka.tools.StorageTool", "format", "-t", cluster,
+    # `--cluster-id=…` in one argument: a random id may begin with "-", which would read as an option.
+    run_logged(_kafka_java(ctx, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}",
                            "-c", str(properties), "--standalone"),
                "formatting Kafka storage", ctx.log_file("kafka"))
 
