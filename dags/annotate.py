@@ -13,16 +13,16 @@ the tasks fail with a clear message and retry. Logic: `ai_tweets.annotation`.
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ai_tweets.annotation import pull, push
 from ai_tweets.assets import DATASET_SPLITS, GOLD_LABELS
+from ai_tweets.schedules import assets_or_every
 
 
 @dag(
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/10 * * * *", timezone="UTC"),
-                                 assets=[DATASET_SPLITS]),
+    schedule=assets_or_every("*/10 * * * *", [DATASET_SPLITS]),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -15,15 +15,15 @@ Logic: `ai_tweets.jobs.ensure_classifier`, `ai_tweets.classify`.
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import Param, dag, task
 
 from ai_tweets.assets import CHAMPION_MODEL
 from ai_tweets.jobs import ensure_classifier
+from ai_tweets.schedules import assets_or_every
 
 
 @dag(
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
-                                 assets=[CHAMPION_MODEL]),
+    schedule=assets_or_every("*/5 * * * *", [CHAMPION_MODEL]),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

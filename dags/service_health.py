@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 
 from ai_tweets.health import check_service
+from ai_tweets.schedules import every
 
 SERVICES = ("postgres", "kafka", "mlflow", "label_studio")
 
 
 @dag(
-    schedule=timedelta(minutes=15),
+    schedule=every("*/15 * * * *"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

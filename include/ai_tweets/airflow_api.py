@@ -63,20 +63,24 @@ class AirflowClient:
                             {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
 
-    def wait_for_run(self, dag_id: str, since, timeout: float = 900) -> str:
-        """The id of the first run of `dag_id` queued at or after `since` (an aware datetime),
-        e.g. one an Asset event scheduled; waits for it to appear."""
-        from datetime import datetime
+    def run_caused_by(self, dag_id: str, source_dag_id: str, source_run_id: str, timeout: float = 900) -> str:
+        """The id of the run of `dag_id` that an Asset event of run `source_run_id` of
+        `source_dag_id` created: the run a caller caused, never a timed run or one that another
+        event started at about the same time. Waits for the event and the run to appear."""
+        from urllib.parse import urlencode
 
+        query = urlencode({"source_dag_id": source_dag_id, "source_run_id": source_run_id, "limit": 100})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
-            recent = [run for run in runs
-                      if datetime.fromisoformat(run["run_after"].replace("Z", "+00:00")) >= since]
-            if recent:
-                return min(recent, key=lambda run: run["run_after"])["dag_run_id"]
+            events = self._request("GET", f"/api/v2/assets/events?{query}")["asset_events"]
+            for event in events:
+                for run in event.get("created_dagruns") or []:
+                    if run.get("dag_id") == dag_id:
+                        return run["run_id"]
             time.sleep(3)
-        raise AirflowError(f"no run of {dag_id} started within {timeout:.0f} s (is it paused?)")
+        raise AirflowError(f"no run of {dag_id} was created by an Asset event of {source_dag_id} run "
+                           f"{source_run_id} within {timeout:.0f} s (is {dag_id} paused, or did that run "
+                           f"emit no event?)")
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}")["state"]

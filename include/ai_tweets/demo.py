@@ -59,6 +59,10 @@ def run_demo(source: str = "generate", file: str | None = None, count: int = 20_
         ("classify_stream", "live classification via model serving (started by the demo, then every 5 min)"),
     ]
     since = datetime.now(UTC)
+    # Each stage's run is the one its upstream run's Asset event created (a timed run of the
+    # same DAG may be running too): capture → prepare → annotate and train.
+    caused_by = {"prepare_dataset": "capture_tweets", "annotate": "prepare_dataset", "train_model": "prepare_dataset"}
+    runs: dict[str, str] = {}
     conf = {"source": source, "count": 0 if source == "replay" else count,
             "file": str(Path(file).resolve()) if file else "",
             "raw_table_prefix": settings.raw_table_prefix, "dataset_version": version}
@@ -71,7 +75,9 @@ def run_demo(source: str = "generate", file: str | None = None, count: int = 20_
             # A new champion triggers it through its Asset, but a re-run may keep the old champion.
             run_id = client.trigger(dag_id, {"retweet": True})
         else:
-            run_id = client.wait_for_run(dag_id, since, timeout=900)
+            upstream = caused_by[dag_id]
+            run_id = client.run_caused_by(dag_id, upstream, runs[upstream], timeout=900)
+        runs[dag_id] = run_id
         client.wait(dag_id, run_id, timeout=3600)
         print(f"      success in {time.monotonic() - step_began:.0f} s (run {run_id})", flush=True)
 

@@ -221,6 +221,18 @@ def _table_prefix(env: Mapping[str, str], version: int) -> str:
     return value
 
 
+def timed_schedules(env: Mapping[str, str] | None = None) -> bool:
+    """AI_TWEETS_TIMED_SCHEDULES: `on` (the default) keeps the DAGs' timed schedules (annotate
+    every 10 minutes, the classify watchdog every 5, the health check every 15); `off` leaves
+    only their Asset triggers and manual runs. The test stack holds them, so that a test sees
+    only the runs it caused."""
+    env = environment() if env is None else env
+    value = env.get("AI_TWEETS_TIMED_SCHEDULES", "").strip().lower() or "on"
+    if value not in {"on", "off"}:
+        raise SettingsError(f"AI_TWEETS_TIMED_SCHEDULES={value!r} must be `on` or `off`.")
+    return value == "on"
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int | None) -> Settings:
     """Read and validate every setting; raise SettingsError naming the first bad one.
 

@@ -33,7 +33,7 @@ for path in sys.argv[2:]:
         "dags": [
             {"dag_id": d.dag_id, "tags": sorted(d.tags or []), "doc_md": bool(d.doc_md),
              "min_retries": min((t.retries for t in d.tasks), default=None),
-             "catchup": d.catchup}
+             "catchup": d.catchup, "timetable": type(d.timetable).__name__}
             for d in found
         ],
     }
@@ -43,9 +43,7 @@ print("REPORT" + json.dumps(report))
 """
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
-    home = tmp_path_factory.mktemp("airflow_home")
+def _probe(home: Path, **extra_env: str) -> dict:
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -55,6 +53,7 @@ def report(tmp_path_factory) -> dict:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
         # As in the local stack: the package comes from this checkout's include/.
         "PYTHONPATH": str(ROOT / "include"),
+        **extra_env,
     }
     result = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(HEAVY_MODULES), *map(str, DAG_FILES)],
@@ -63,6 +62,26 @@ def report(tmp_path_factory) -> dict:
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("REPORT")), None)
     assert line, f"DAG probe failed:\n{result.stdout}\n{result.stderr}"
     return json.loads(line[len("REPORT"):])
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    return _probe(tmp_path_factory.mktemp("airflow_home"), AI_TWEETS_TIMED_SCHEDULES="on")
+
+
+def _timetables(report: dict) -> dict[str, str]:
+    return {dag["dag_id"]: dag["timetable"] for info in report["files"].values() for dag in info["dags"]}
+
+
+def test_timed_schedules_run_beside_the_asset_triggers_unless_held(report, tmp_path):
+    timed = _timetables(report)
+    assert timed["annotate"] == timed["classify_stream"] == "AssetOrTimeSchedule"
+    assert timed["service_health"] == "CronTriggerTimetable"
+    held = _timetables(_probe(tmp_path, AI_TWEETS_TIMED_SCHEDULES="off"))
+    assert held["annotate"] == held["classify_stream"] == "AssetTriggeredTimetable"
+    assert held["service_health"] == "NullTimetable"
+    assert {dag: kind for dag, kind in held.items() if dag not in ("annotate", "classify_stream", "service_health")} \
+        == {dag: kind for dag, kind in timed.items() if dag not in ("annotate", "classify_stream", "service_health")}
 
 
 def test_there_are_dags():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from ai_tweets.settings import SettingsError, load_settings, read_env_file
+from ai_tweets.settings import SettingsError, load_settings, read_env_file, timed_schedules
 from ai_tweets.tables import dedup_table_name, identifier, raw_table_name, split_table_name
 
 GOOD = {
@@ -119,3 +119,10 @@ def test_environment_wins_over_env_file(tmp_path, monkeypatch):
     merged = environment(path)
     assert merged["TWEETS_TOPIC"] == "from_env"
     assert merged["DATASET_VERSION"] == "3"
+
+
+def test_timed_schedules_are_on_by_default_and_a_bad_value_is_named():
+    assert timed_schedules({}) is True
+    assert timed_schedules({"AI_TWEETS_TIMED_SCHEDULES": "OFF"}) is False
+    with pytest.raises(SettingsError, match="AI_TWEETS_TIMED_SCHEDULES"):
+        timed_schedules({"AI_TWEETS_TIMED_SCHEDULES": "sometimes"})
