@@ -8,17 +8,24 @@ SERVICES ?=
 export PYTHONPATH := $(CURDIR)/include
 # …and its own .env, even if another checkout's `.local/activate` was sourced in this shell.
 export AI_TWEETS_ENV_FILE := $(CURDIR)/.env
+# The environments are installed without bytecode: let Python write it on first import.
+unexport PYTHONDONTWRITEBYTECODE
+# When this `make` began: `make demo` ends with the time from here to a filled dashboard.
+export AI_TWEETS_MAKE_STARTED := $(shell date +%s)
 
 SOURCE ?= generate
 FILE ?=
 COUNT ?= 20000
 
-.PHONY: help install up down status logs demo test test-unit lint bench reliability clean
+.PHONY: help preflight install up down status logs demo test test-unit lint bench reliability clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: ## install what is missing: virtual environments, jars, PostgreSQL
+preflight: ## check, before any download, what would stop install or up (versions, disk, ports, folders)
+	$(STACK) preflight $(SERVICES)
+
+install: ## install what is missing: virtual environments, jars, PostgreSQL (side by side, timed)
 	$(STACK) install $(SERVICES)
 
 up: ## start the local stack (installs first if needed) and print every UI's URL
@@ -34,24 +41,24 @@ logs: ## show a service's log: make logs SERVICES=kafka
 	$(STACK) logs $(SERVICES)
 
 demo: up ## the main job: bring the stack up and run the pipeline's DAGs through Airflow
-	$(VENV_BIN)/python -m ai_tweets.cli demo --source $(SOURCE) $(if $(FILE),--file $(FILE)) --count $(COUNT)
+	"$(VENV_BIN)/python" -m ai_tweets.cli demo --source $(SOURCE) $(if $(FILE),--file $(FILE)) --count $(COUNT)
 
 bench: up ## every benchmark on the local stack; figures printed and written to .local/bench/RESULTS.md
-	$(VENV_BIN)/python benchmarks/run_all.py
+	"$(VENV_BIN)/python" benchmarks/run_all.py
 
 reliability: install ## the reliability suite at full size (100,000 tweets, repeated kill -9; stops and restarts services)
-	RELIABILITY_SCALE=long RELIABILITY_ON_RUNNING_STACK=1 $(VENV_BIN)/python -m pytest tests/reliability
+	RELIABILITY_SCALE=long RELIABILITY_ON_RUNNING_STACK=1 "$(VENV_BIN)/python" -m pytest tests/reliability
 
 lint: install ## ruff over the whole project
-	$(VENV_BIN)/ruff check .
+	"$(VENV_BIN)/ruff" check .
 
-test: install ## lint, then every test (unit, DAG integrity, compose, integration on the real stack)
+test: preflight install ## lint, then every test (unit, DAG integrity, compose, integration on the real stack)
 	$(STACK) install-browser
-	$(VENV_BIN)/ruff check .
-	$(VENV_BIN)/python -m pytest
+	"$(VENV_BIN)/ruff" check .
+	"$(VENV_BIN)/python" -m pytest
 
 test-unit: install ## the fast tests only (no services)
-	$(VENV_BIN)/python -m pytest -m "not integration"
+	"$(VENV_BIN)/python" -m pytest -m "not integration"
 
-clean: down ## stop the stack and delete its data (.local/); cached downloads are kept
-	rm -rf .local
+clean: ## stop the stack and delete its data (.local/, and PostgreSQL's cluster when run as root); cached downloads are kept
+	$(STACK) clean

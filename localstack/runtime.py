@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +29,11 @@ from ai_tweets.jobs import alive
 from ai_tweets.settings import PROJECT_ROOT, Settings, SettingsError, load_settings, read_env_file
 
 PLACEHOLDER = "change-me"
+# The installer of every environment (PyPI's `uv`, pinned): it downloads in parallel and links
+# files from its cache instead of copying them. Bootstrapped with the user's own pip.
+UV_VERSION = "0.13.9"
+# Set while install stages run side by side: they share one heartbeat instead of one each.
+parallel_stages = threading.Event()
 
 
 class StackError(RuntimeError):
@@ -36,9 +45,35 @@ def cache_dir() -> Path:
     base = os.environ.get("AI_TWEETS_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ai-tweets"
     )
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(base)  # created by the first install step that writes into it
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """One builder at a time for a cached item, across clones, processes and threads."""
+    path = cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def tree_size(path: Path) -> int:
+    """Bytes on disk under `path`, hard links counted once (what `du -s` says)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                stat = os.lstat(os.path.join(folder, name))
+                if (stat.st_dev, stat.st_ino) not in seen:
+                    seen.add((stat.st_dev, stat.st_ino))
+                    total += stat.st_blocks * 512
+    return total
+
+
+def human_size(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
 
 
 def content_hash(*paths: Path, extra: str = "") -> str:
@@ -111,7 +146,8 @@ def run_logged(argv: list[str], label: str, log: Path, env: dict[str, str] | Non
 
         def heartbeat() -> None:
             while not stop.wait(15):
-                print(f"  … {label} ({time.monotonic() - began:.0f} s)", flush=True)
+                if not parallel_stages.is_set():
+                    print(f"  … {label} ({time.monotonic() - began:.0f} s)", flush=True)
 
         thread = threading.Thread(target=heartbeat, daemon=True)
         thread.start()
@@ -191,7 +227,10 @@ class Context:
 
     # -- processes -------------------------------------------------------------------
     def base_env(self) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW__")}
+        # Bytecode is written on first import (the environments are installed without it): a
+        # PYTHONDONTWRITEBYTECODE from the shell would recompile every import of every process.
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("AIRFLOW__") and key != "PYTHONDONTWRITEBYTECODE"}
         env.update(self.env)
         env["PATH"] = os.pathsep.join([str(self.local / "bin"), str(self.pipeline_venv / "bin"),
                                        env.get("PATH", "")])
@@ -199,13 +238,14 @@ class Context:
         env["AI_TWEETS_ENV_FILE"] = str(self.root / ".env")
         return env
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str], user: str | None = None) -> int:
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], user: str | None = None,
+              cwd: Path | None = None) -> int:
         log = self.log_file(name)
         with log.open("ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(argv)}\n".encode())
             out.flush()
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    cwd=self.root, start_new_session=True, user=user,
+                                    cwd=cwd or self.root, start_new_session=True, user=user,
                                     stdin=subprocess.DEVNULL)
         self.pid_file(name).write_text(str(proc.pid))
         print(f"started {name} (pid {proc.pid}), log {log.relative_to(self.root)}", flush=True)
@@ -239,12 +279,14 @@ class Context:
             "",
             f"Airflow login: admin / {self.env['AIRFLOW_ADMIN_PASSWORD']}",
             f"Label Studio login: {self.env['LABEL_STUDIO_USERNAME']} / {self.env['LABEL_STUDIO_PASSWORD']}",
+            f"Superset login: admin / {self.env.get('SUPERSET_ADMIN_PASSWORD', '(SUPERSET_ADMIN_PASSWORD in .env)')}",
             f"Python environment: {self.pipeline_venv} (`source .local/activate`)",
         ]
 
     def shell_env(self) -> str:
-        return (f"export PATH={self.local / 'bin'}:{self.pipeline_venv / 'bin'}:$PATH "
-                f"PYTHONPATH={self.root / 'include'} AI_TWEETS_ENV_FILE={self.root / '.env'}")
+        quote = shlex.quote
+        return (f"export PATH={quote(str(self.local / 'bin'))}:{quote(str(self.pipeline_venv / 'bin'))}:\"$PATH\" "
+                f"PYTHONPATH={quote(str(self.root / 'include'))} AI_TWEETS_ENV_FILE={quote(str(self.root / '.env'))}")
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -264,36 +306,172 @@ def venv_path(name: str, requirements: Path) -> Path:
     return cache_dir() / "venvs" / f"{name}-py{py}-{content_hash(requirements)}"
 
 
-def ensure_venv(name: str, requirements: Path, log: Path, pre: list[list[str]] | None = None,
-                no_deps: bool = False) -> Path:
-    """Create the environment once per lock file; `pre` are `pip install` argument lists run first.
-    `no_deps`: the file is a complete lock, installed exactly as written."""
+@dataclass(frozen=True)
+class Installed:
+    """What an install step left: where, whether this run made it, its size on disk."""
+
+    path: Path
+    fresh: bool
+    size: int | None = None
+    built_seconds: float | None = None
+
+
+def _read_marker(marker: Path) -> dict:
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _cached(folder: Path) -> Installed | None:
+    marker = folder / ".complete"
+    if not marker.exists():
+        return None
+    info = _read_marker(marker)  # markers before this format held a date only
+    return Installed(folder, fresh=False, size=info.get("bytes") or tree_size(folder),
+                     built_seconds=info.get("seconds"))
+
+
+def _complete(folder: Path, began: float, **extra: str) -> Installed:
+    seconds = round(time.monotonic() - began, 1)
+    size = tree_size(folder)
+    (folder / ".complete").write_text(json.dumps({
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": seconds, "bytes": size, **extra}) + "\n")
+    return Installed(folder, fresh=True, size=size, built_seconds=seconds)
+
+
+def is_installed(folder: Path) -> bool:
+    return (folder / ".complete").exists()
+
+
+def uv_binary_path() -> Path:
+    return cache_dir() / "tools" / f"uv-{UV_VERSION}"
+
+
+def uv_binary(log: Path) -> Installed:
+    """The pinned uv, installed once into the cache with this Python's pip (`--target`: no
+    environment needed, and allowed where the system Python is externally managed)."""
+    folder = uv_binary_path()
+    with cache_lock(folder.name):
+        if cached := _cached(folder):
+            return cached
+        began = time.monotonic()
+        shutil.rmtree(folder, ignore_errors=True)
+        run_logged([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    "--target", str(folder), f"uv=={UV_VERSION}"], f"installing uv {UV_VERSION} from PyPI", log)
+        return _complete(folder, began, installer="pip")
+
+
+def uv_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The cache on the environments' filesystem: uv hard-links files into them instead of copying.
+    env.setdefault("UV_CACHE_DIR", str(cache_dir() / "uv"))
+    env.update({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_CONFIG": "1", "UV_NO_PROGRESS": "1"})
+    return env
+
+
+# Wheels built from source are stored, not deflated: pyspark's are 450 MB of jars, already
+# compressed, and deflating them took three times as long as the rest of its build. (uv keys
+# built wheels by these settings, so every install of those packages passes them.)
+_STORED = ["--config-setting", "--build-option=--compression=stored"]
+
+
+def _pinned_name(line: str) -> str:
+    return line.split("==")[0].strip().lower().replace("_", "-")
+
+
+def ensure_venv(name: str, requirements: Path, log: Path, build_first: tuple[str, ...] = ()) -> Installed:
+    """Create the environment once per lock file, exactly as the lock says (`--no-deps`: each lock
+    is complete). `build_first`: packages PyPI has only as source, slow to build (pyspark: 450 MB
+    of jars); a second uv builds them into uv's cache while the first installs the rest, and they
+    join the environment from there at the end.
+
+    Bytecode is not compiled here (for all 40,000 files of the three environments that took
+    longer than the downloads): each module is compiled when first imported, and kept (base_env
+    lets Python write it)."""
     path = venv_path(name, requirements)
-    marker = path / ".complete"
-    if marker.exists():
-        return path
-    shutil.rmtree(path, ignore_errors=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    run_logged([sys.executable, "-m", "venv", str(path)], f"creating {name} environment", log)
-    pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--progress-bar", "off"]
-    for args in pre or []:
-        run_logged(pip + args, f"{name} environment: pip install {' '.join(args)}", log)
-    run_logged(pip + (["--no-deps"] if no_deps else []) + ["-r", str(requirements)],
-               f"installing {name} environment from {requirements.name} (first time: minutes)", log)
-    marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
-    return path
+    with cache_lock(path.name):
+        if cached := _cached(path):
+            return cached
+        uv = str(uv_binary(log).path / "bin" / "uv")
+        began = time.monotonic()
+        shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pins = [line.strip() for line in requirements.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+        first = [pin for pin in pins if _pinned_name(pin) in build_first]
+        scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=path.parent))
+        try:
+            rest = scratch / "requirements.txt"
+            rest.write_text("\n".join(pin for pin in pins if pin not in first) + "\n")
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                builder = pool.submit(run_logged, [uv, "pip", "install", "--no-deps", "--python", sys.executable,
+                                                   *_STORED, "--target", str(scratch / "target"), *first],
+                                      f"building {', '.join(build_first)} from source for the {name} environment",
+                                      log.with_name(f"{log.stem}-build.log"), env=uv_env()) if first else None
+                run_logged([uv, "venv", "--quiet", "--python", sys.executable, str(path)],
+                           f"creating the {name} environment", log, env=uv_env())
+                run_logged([uv, "pip", "install", "--no-deps", "--python", str(path / "bin" / "python"),
+                            "-r", str(rest)],
+                           f"installing the {name} environment from {requirements.name}", log, env=uv_env())
+                if builder:
+                    builder.result()
+                    run_logged([uv, "pip", "install", "--no-deps", "--python", str(path / "bin" / "python"), *_STORED,
+                                *first],
+                               f"adding {', '.join(build_first)} to the {name} environment", log, env=uv_env())
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return _complete(path, began, installer=f"uv {UV_VERSION}")
 
 
-def maven_jars(name: str, pom: Path, log: Path) -> Path:
-    """Jars of `pom`'s runtime dependencies, fetched from Maven Central once per pom."""
-    folder = cache_dir() / "jars" / f"{name}-{content_hash(pom)}"
-    if (folder / ".complete").exists():
-        return folder
-    if not shutil.which("mvn"):
-        raise StackError("Maven (`mvn`) is needed to fetch jars: apt-get install -y maven")
-    shutil.rmtree(folder, ignore_errors=True)
-    run_logged(["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-                f"-DoutputDirectory={folder}", "-DincludeScope=runtime"],
-               f"fetching {name} jars from Maven Central", log)
-    (folder / ".complete").write_text("ok\n")
-    return folder
+# One Maven at a time: its local repository is not safe for concurrent writers.
+_maven = threading.Lock()
+
+
+def jars_path(name: str, pom: Path) -> Path:
+    return cache_dir() / "jars" / f"{name}-{content_hash(pom)}"
+
+
+def maven_jars(name: str, pom: Path, log: Path) -> Installed:
+    """Jars of `pom`'s runtime dependencies, fetched from Maven Central once per pom. Maven's
+    local repository lives in the cache too, so the project leaves nothing in ~/.m2."""
+    folder = jars_path(name, pom)
+    with cache_lock(folder.name):
+        if cached := _cached(folder):
+            return cached
+        if not shutil.which("mvn"):
+            raise StackError("Maven (`mvn`) is needed to fetch jars: apt-get install -y maven")
+        began = time.monotonic()
+        shutil.rmtree(folder, ignore_errors=True)
+        with _maven:
+            run_logged(["mvn", "-B", "-q", f"-Dmaven.repo.local={cache_dir() / 'maven'}", "-f", str(pom),
+                        "dependency:copy-dependencies", f"-DoutputDirectory={folder}", "-DincludeScope=runtime"],
+                       f"fetching {name} jars from Maven Central", log)
+        return _complete(folder, began, installer="maven")
+
+
+@dataclass(frozen=True)
+class Build:
+    """What an install step builds once into the cache: a virtual environment from its lock file
+    (`kind` "venv") or the jars of a Maven pom ("jars"). `size` is about what it takes on disk
+    once built, as measured (README, "Install"): the preflight's disk estimate."""
+
+    kind: str
+    name: str
+    source: str  # the lock file or pom, from the checkout's root
+    size: float
+    build_first: tuple[str, ...] = ()  # see ensure_venv
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {'environment' if self.kind == 'venv' else 'jars'}"
+
+    def path(self, root: Path) -> Path:
+        source = root / self.source
+        return venv_path(self.name, source) if self.kind == "venv" else jars_path(self.name, source)
+
+    def ensure(self, root: Path, log: Path) -> Installed:
+        source = root / self.source
+        if self.kind == "venv":
+            return ensure_venv(self.name, source, log, self.build_first)
+        return maven_jars(self.name, source, log)

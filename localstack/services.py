@@ -11,6 +11,9 @@ import base64
 import glob
 import json
 import os
+import pwd
+import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -25,19 +28,19 @@ from urllib.parse import quote, urlsplit
 
 from localstack.runtime import (
     PLACEHOLDER,
+    Build,
     Context,
+    Installed,
     StackError,
     content_hash,
-    ensure_venv,
     http_json,
     http_ok,
-    maven_jars,
     port_open,
     run_logged,
-    venv_path,
+    uv_binary,
 )
 
-Step = Callable[[Context], None]
+Step = Callable[[Context], Installed]
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,12 @@ class Service:
     port_setting: str = ""
     env: Callable[[Context], dict[str, str]] = lambda ctx: ctx.base_env()
     installs: tuple[Step, ...] = ()
-    prepare: Step | None = None
-    after_start: Step | None = None
+    prepare: Callable[[Context], None] | None = None
+    after_start: Callable[[Context], None] | None = None
+    # Data the service keeps outside .local, removed by `make clean`.
+    clean: Callable[[Context], None] | None = None
     user: str | None = None
+    cwd: Callable[[Context], Path | None] = lambda ctx: None
     blocks: bool = False
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 20
@@ -62,57 +68,71 @@ class Service:
 # --- install steps (idempotent; cached under ~/.cache/ai-tweets) ----------------------
 
 
-def install_pipeline_env(ctx: Context) -> None:
-    venv = ensure_venv("pipeline", ctx.root / "requirements.txt", ctx.log_file("install"),
-                       pre=[["--upgrade", "pip==25.3", "setuptools==84.2.1", "wheel==0.48.0"]], no_deps=True)
+def install_uv(ctx: Context) -> Installed:
+    return uv_binary(ctx.log_file("install-uv"))
+
+
+# What the install steps build into the cache, with about the disk each takes once built
+# (measured: README, "Install"; the pipeline's includes what uv keeps of pyspark's source build).
+PIPELINE_ENV = Build("venv", "pipeline", "requirements.txt", 8.0e9, build_first=("pyspark", "pyspark-client"))
+LABEL_STUDIO_ENV = Build("venv", "label-studio", "requirements/label-studio.txt", 1.0e9)
+SUPERSET_ENV = Build("venv", "superset", "requirements/superset.txt", 0.8e9)
+SPARK_JARS = Build("jars", "spark", "localstack/maven/spark/pom.xml", 0.1e9)
+KAFKA_JARS = Build("jars", "kafka", "localstack/maven/kafka/pom.xml", 0.1e9)
+
+
+def install_pipeline_env(ctx: Context) -> Installed:
+    installed = PIPELINE_ENV.ensure(ctx.root, ctx.log_file("install-pipeline"))
     # The environment is shared by every clone, so the project is never installed into it:
     # each clone puts its own include/ first on PYTHONPATH (base_env, .local/activate).
-    stale = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", "-q", "ai-tweets"],
-                           capture_output=True)
-    if stale.returncode == 0:
-        run_logged([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-y", "ai-tweets"],
-                   "removing a project install from the shared environment", ctx.log_file("install"))
+    venv = installed.path
     bin_dir = ctx.local / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     cli = bin_dir / "ai-tweets"
-    cli.write_text(f'#!/bin/sh\nPYTHONPATH="{ctx.root / "include"}${{PYTHONPATH:+:$PYTHONPATH}}" '
-                   f'exec "{venv / "bin" / "python"}" -m ai_tweets.cli "$@"\n')
+    cli.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(str(ctx.root / "include"))}"${{PYTHONPATH:+:$PYTHONPATH}}" '
+                   f'exec {shlex.quote(str(venv / "bin" / "python"))} -m ai_tweets.cli "$@"\n')
     cli.chmod(0o755)
     (ctx.local / "activate").write_text(
         f"# source this file for the pipeline environment and the `ai-tweets` command\n{ctx.shell_env()}\n")
+    return installed
 
 
-def install_label_studio_env(ctx: Context) -> None:
-    ensure_venv("label-studio", ctx.root / "requirements" / "label-studio.txt",
-                ctx.log_file("install"), pre=[["--upgrade", "pip==25.3"]])
+def install_label_studio_env(ctx: Context) -> Installed:
+    return LABEL_STUDIO_ENV.ensure(ctx.root, ctx.log_file("install-label-studio"))
 
 
-def install_superset_env(ctx: Context) -> None:
-    ensure_venv("superset", ctx.root / "requirements" / "superset.txt", ctx.log_file("install"),
-                pre=[["--upgrade", "pip==25.3"]], no_deps=True)
+def install_superset_env(ctx: Context) -> Installed:
+    return SUPERSET_ENV.ensure(ctx.root, ctx.log_file("install-superset"))
 
 
-def install_spark_jars(ctx: Context) -> None:
-    jars = maven_jars("spark", ctx.root / "localstack" / "maven" / "spark" / "pom.xml",
-                      ctx.log_file("install"))
-    _link(ctx.local / "jars" / "spark", jars)
+def install_spark_jars(ctx: Context) -> Installed:
+    installed = SPARK_JARS.ensure(ctx.root, ctx.log_file("install-jars"))
+    _link(ctx.local / "jars" / "spark", installed.path)
+    return installed
 
 
-def install_kafka_jars(ctx: Context) -> None:
-    jars = maven_jars("kafka", ctx.root / "localstack" / "maven" / "kafka" / "pom.xml",
-                      ctx.log_file("install"))
-    _link(ctx.local / "jars" / "kafka", jars)
+def install_kafka_jars(ctx: Context) -> Installed:
+    installed = KAFKA_JARS.ensure(ctx.root, ctx.log_file("install-jars"))
+    _link(ctx.local / "jars" / "kafka", installed.path)
+    return installed
 
 
-def install_postgres_server(ctx: Context) -> None:
-    if _pg_bin("postgres", required=False):
-        return
+# Install steps that build into the cache, and what each builds (the preflight's disk check).
+BUILDS: dict[Step, Build] = {install_pipeline_env: PIPELINE_ENV, install_label_studio_env: LABEL_STUDIO_ENV,
+                             install_superset_env: SUPERSET_ENV, install_spark_jars: SPARK_JARS,
+                             install_kafka_jars: KAFKA_JARS}
+
+
+def install_postgres_server(ctx: Context) -> Installed:
+    if found := _pg_bin("postgres", required=False):
+        return Installed(Path(found), fresh=False)
     if os.geteuid() != 0:
         raise StackError("PostgreSQL server binaries not found: run `sudo apt-get install -y postgresql`.")
-    run_logged(["apt-get", "update", "-q"], "apt-get update", ctx.log_file("install"))
+    run_logged(["apt-get", "update", "-q"], "apt-get update", ctx.log_file("install-postgres"))
     run_logged(["apt-get", "install", "-y", "-q", "postgresql", "postgresql-client"],
-               "installing PostgreSQL from Debian's packages", ctx.log_file("install"),
+               "installing PostgreSQL from Debian's packages", ctx.log_file("install-postgres"),
                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return Installed(Path(_pg_bin("postgres")), fresh=True)
 
 
 def install_browser(ctx: Context) -> None:
@@ -153,43 +173,95 @@ def _pg_bin(name: str, required: bool = True) -> str | None:
     return found
 
 
+def postgres_installed() -> bool:
+    return _pg_bin("postgres", required=False) is not None
+
+
 def _run_as_postgres() -> str | None:
     """Postgres refuses to run as root: run it as the `postgres` system user then."""
     return PG_USER if os.geteuid() == 0 else None
 
 
-def _pg_data(ctx: Context) -> Path:
+def pg_clusters_home() -> Path:
+    """Where the clusters run by the `postgres` user live: that user's own home (Debian:
+    /var/lib/postgresql), which it can always reach, unlike a checkout in a mode-700 folder."""
+    return Path(pwd.getpwnam(PG_USER).pw_dir) / "ai-tweets"
+
+
+def _pg_link(ctx: Context) -> Path:
     return ctx.local / "postgres" / "data"
+
+
+def _pg_data(ctx: Context) -> Path:
+    """The cluster's data folder: `.local/postgres/data`, or, when the stack runs as root, the
+    folder in the `postgres` user's home that it links to (one per checkout; `make clean` removes it)."""
+    link = _pg_link(ctx)
+    return Path(os.readlink(link)) if link.is_symlink() else link
 
 
 def _pg_port(ctx: Context) -> int:
     return ctx.port_of("STREAMINGDB_URL")
 
 
+def _pg_cwd(ctx: Context) -> Path | None:
+    """As the `postgres` user, work from a folder it can enter (the checkout may be closed to it)."""
+    return _pg_data(ctx).parent if _run_as_postgres() else None
+
+
+def _pg_new_cluster_folder(ctx: Context) -> None:
+    """Run as root: a folder for this checkout's cluster in the `postgres` user's home, named
+    after the checkout (plus a random part) and holding the checkout's path, linked from .local."""
+    link = _pg_link(ctx)
+    if link.is_symlink() or (link / "PG_VERSION").exists():
+        return  # made before, or a cluster from when the data lived in the checkout: kept
+    shutil.rmtree(link, ignore_errors=True)  # an initdb that failed half-way
+    home = pg_clusters_home()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.chown(home, PG_USER, PG_USER)
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in ctx.root.name)[:40]
+    folder = home / f"{name}-{secrets.token_hex(4)}"
+    folder.mkdir(mode=0o700)
+    (folder / "checkout").write_text(f"{ctx.root}\n")
+    shutil.chown(folder, PG_USER, PG_USER)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(folder / "data")
+
+
+def _pg_clean(ctx: Context) -> None:
+    """`make clean`: the cluster folder outside the checkout goes with .local."""
+    link = _pg_link(ctx)
+    if link.is_symlink():
+        folder = _pg_data(ctx).parent
+        if folder.parent == pg_clusters_home():
+            shutil.rmtree(folder, ignore_errors=True)
+            print(f"removed the PostgreSQL cluster {folder}")
+
+
 def _pg_prepare(ctx: Context) -> None:
+    user = _run_as_postgres()
+    if user:
+        _pg_new_cluster_folder(ctx)
     data = _pg_data(ctx)
     if (data / "PG_VERSION").exists():
         return
     data.mkdir(parents=True, exist_ok=True)
     pwfile = data.parent / "pwfile"
     pwfile.write_text(ctx.env["POSTGRES_PASSWORD"] + "\n")
-    user = _run_as_postgres()
     if user:
         shutil.chown(data.parent, user)
         shutil.chown(data, user)
         shutil.chown(pwfile, user)
-        probe = subprocess.run(["runuser", "-u", user, "--", "test", "-w", str(data)])
+        probe = subprocess.run(["runuser", "-u", user, "--", "test", "-w", str(data)], cwd="/")
         if probe.returncode != 0:
             raise StackError(
-                f"the `postgres` system user cannot write {data}: a parent folder is not "
-                f"traversable by other users. Clone the project under a world-readable path "
-                f"(e.g. /work or /opt), or `chmod o+x` its parent folders."
+                f"the `postgres` system user cannot write {data}: a parent folder is not traversable "
+                f"by other users. `make clean` and `make up` again put the cluster in {pg_clusters_home()}."
             )
     try:
         run_logged([_pg_bin("initdb"), "-D", str(data), "-U", PG_USER, "--auth-local=trust",
                     "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
                     "--locale=C.UTF-8"],
-                   "initializing the PostgreSQL cluster", ctx.log_file("postgres"), user=user)
+                   "initializing the PostgreSQL cluster", ctx.log_file("postgres"), user=user, cwd=_pg_cwd(ctx))
     finally:
         pwfile.unlink(missing_ok=True)
 
@@ -362,7 +434,7 @@ def _ls_sync_token(ctx: Context) -> None:
 
 
 def _superset_venv(ctx: Context) -> Path:
-    return venv_path("superset", ctx.root / "requirements" / "superset.txt")
+    return SUPERSET_ENV.path(ctx.root)
 
 
 def _superset_port(ctx: Context) -> int:
@@ -518,7 +590,7 @@ def _serving_healthy(ctx: Context) -> bool:
     return state.get("state") == "serving" and http_ok(f"{ctx.settings.model_serving_url}/ping")
 
 
-PIPELINE_INSTALLS: tuple[Step, ...] = (install_pipeline_env, install_spark_jars)
+PIPELINE_INSTALLS: tuple[Step, ...] = (install_uv, install_pipeline_env, install_spark_jars)
 
 SERVICES: list[Service] = [
     Service(
@@ -528,6 +600,8 @@ SERVICES: list[Service] = [
         argv=_pg_argv,
         healthy=_pg_healthy,
         after_start=_pg_bootstrap,
+        clean=_pg_clean,
+        cwd=_pg_cwd,
         url=lambda ctx: f"postgresql://127.0.0.1:{_pg_port(ctx)}/streamingdb",
         ports=lambda ctx: [_pg_port(ctx)],
         port_setting="STREAMINGDB_URL",
@@ -569,7 +643,7 @@ SERVICES: list[Service] = [
     ),
     Service(
         name="label-studio",
-        installs=(install_label_studio_env,),
+        installs=(install_uv, install_label_studio_env),
         argv=_ls_argv,
         env=_ls_env,
         healthy=_ls_healthy,
@@ -599,7 +673,7 @@ SERVICES: list[Service] = [
             env=_airflow_env, healthy=_airflow_component("triggerer")),
     Service(
         name="superset",
-        installs=(install_superset_env, *PIPELINE_INSTALLS),
+        installs=(install_uv, install_superset_env, *PIPELINE_INSTALLS),
         prepare=_superset_prepare,
         argv=_superset_argv,
         env=_superset_env,

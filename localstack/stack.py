@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """The local stack: the pipeline's real services, run without Docker.
 
+    python3 localstack/stack.py preflight # what would stop install or up, all at once, with fixes
     python3 localstack/stack.py install   # virtual environments, jars, Debian packages
     python3 localstack/stack.py up        # install what is missing, start, wait until healthy
     python3 localstack/stack.py status
     python3 localstack/stack.py down
     python3 localstack/stack.py logs SERVICE
+    python3 localstack/stack.py clean     # down, then delete the stack's data (.local and the like)
 
 Standard library only: it runs before any virtual environment exists. Ports and
 passwords come from `.env` (created from `.env.example` on first run, with random
@@ -17,25 +19,33 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
+import shutil
 import signal
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "include"))
-sys.path.insert(0, str(HERE.parent))
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "include"))
+sys.path.insert(0, str(ROOT))
 
+from localstack import preflight  # noqa: E402
 from localstack.runtime import (  # noqa: E402
     Context,
+    Installed,
     StackError,
     alive,
+    human_size,
+    parallel_stages,
     port_open,
     progress,
     read_pid,
 )
-from localstack.services import SERVICES, Service, install_browser  # noqa: E402
+from localstack.services import SERVICES, Service, Step, install_browser, install_uv  # noqa: E402
 
 
 def _selected(names: list[str]) -> list[Service]:
@@ -48,28 +58,119 @@ def _selected(names: list[str]) -> list[Service]:
     return [service for service in SERVICES if service.name in names]
 
 
+def _stage_name(step: Step) -> str:
+    return step.__name__.removeprefix("install_").replace("_", " ")
+
+
 def install(ctx: Context, services: list[Service]) -> None:
-    done: set[str] = set()
+    """Every install step of `services`, side by side (uv first: the environments need it); prints
+    and records in .local/timings.json the time of each stage, the total, and what each left."""
+    steps: list[Step] = []
     for service in services:
-        for step in service.installs:
-            if step.__name__ not in done:
-                step(ctx)
-                done.add(step.__name__)
+        steps += [step for step in service.installs if step not in steps]
+    names = [_stage_name(step) for step in steps]
+    began = time.monotonic()
+    results: dict[str, tuple[float, Installed]] = {}
+    failures: list[str] = []
+
+    if install_uv in steps:
+        _run_stage(ctx, install_uv, results, failures)
+        steps.remove(install_uv)
+    if not failures and steps:
+        parallel_stages.set()
+        try:
+            with ThreadPoolExecutor(max_workers=len(steps)) as pool, \
+                    progress("installing", interval=15) as tick:
+                pending = {pool.submit(_run_stage, ctx, step, results, failures): step for step in steps}
+                while pending:
+                    done, _ = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()
+                        del pending[future]
+                    tick("still running: " + ", ".join(_stage_name(step) for step in pending.values()))
+        finally:
+            parallel_stages.clear()
+    total = time.monotonic() - began
+    if failures:
+        raise StackError("install failed:\n" + "\n".join(failures))
+    results = {name: results[name] for name in names}
+    lines = [_describe_stage(name, seconds, installed) for name, (seconds, installed) in results.items()]
+    fresh = any(installed.fresh for _, installed in results.values())
+    if fresh:
+        print("\ninstall, stage by stage (uv first, then the others side by side):")
+        print("\n".join(f"  {line}" for line in lines))
+        print(f"install: {total:.0f} s in all\n", flush=True)
+    if fresh or "install" not in _timings(ctx):
+        _record(ctx, "install", {
+            "seconds": round(total, 1),
+            "lines": lines,
+            "stages": [{"stage": name, "seconds": round(seconds, 1), "fresh": installed.fresh, "bytes": installed.size,
+                        "built_seconds": installed.built_seconds, "path": str(installed.path)}
+                       for name, (seconds, installed) in results.items()],
+        })
 
 
-def start(ctx: Context, service: Service) -> None:
-    pid = read_pid(ctx.pid_file(service.name))
-    if pid and alive(pid):
+def _run_stage(ctx: Context, step: Step, results: dict[str, tuple[float, Installed]], failures: list[str]) -> None:
+    began = time.monotonic()
+    try:
+        installed = step(ctx)
+    except StackError as exc:
+        failures.append(f"{_stage_name(step)}: {exc}")
         return
-    for port in service.ports(ctx):
-        if port_open(port):
-            raise StackError(
-                f"{service.name}: port {port} is already taken by a process the stack did not "
-                f"start. Stop it, or change the port in .env ({service.port_setting})."
-            )
-    if service.prepare:
-        service.prepare(ctx)
-    ctx.spawn(service.name, service.argv(ctx), service.env(ctx), user=service.user)
+    results[_stage_name(step)] = (time.monotonic() - began, installed)
+
+
+def _describe_stage(name: str, seconds: float, installed: Installed) -> str:
+    if installed.fresh:
+        state = "installed now"
+    elif installed.built_seconds is not None:
+        state = f"cached (built in {installed.built_seconds:.0f} s)"
+    else:
+        state = "present"
+    size = human_size(installed.size) if installed.size else ""
+    return f"{name:<18}{seconds:>6.0f} s  {state:<26}{size}"
+
+
+def _timings(ctx: Context) -> dict:
+    try:
+        return json.loads((ctx.local / "timings.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _record(ctx: Context, key: str, value: dict) -> None:
+    """Timings of this checkout's last install and start, which `make demo` prints at its end."""
+    timings = _timings(ctx)
+    timings[key] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **value}
+    (ctx.local / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+
+
+def _running(ctx: Context, service: Service) -> bool:
+    pid = read_pid(ctx.pid_file(service.name))
+    return bool(pid and alive(pid))
+
+
+def start(ctx: Context, batch: list[Service]) -> list[str]:
+    """Start the services of `batch` that are not running. Their prepare steps (migrations,
+    formatting) run side by side; each service is spawned, in list order, once its own prepare
+    and those of the services before it are done, as when they ran one after another."""
+    services = [service for service in batch if not _running(ctx, service)]
+    for service in services:
+        for port in service.ports(ctx):
+            if port_open(port):
+                raise StackError(
+                    f"{service.name}: port {port} is already taken by a process the stack did not "
+                    f"start. Stop it, or change the port in .env ({service.port_setting})."
+                )
+    with ThreadPoolExecutor(max_workers=max(len(services), 1)) as pool:
+        prepared = [pool.submit(service.prepare, ctx) for service in services if service.prepare]
+        waits = {service.name: prepared[:sum(1 for s in services[:i + 1] if s.prepare)]
+                 for i, service in enumerate(services)}
+        for service in services:
+            for future in waits[service.name]:
+                future.result()
+            ctx.spawn(service.name, service.argv(ctx), service.env(ctx), user=service.user, cwd=service.cwd(ctx))
+    return [service.name for service in services]
 
 
 def wait_healthy(ctx: Context, services: list[Service]) -> None:
@@ -100,19 +201,24 @@ def wait_healthy(ctx: Context, services: list[Service]) -> None:
 def up(ctx: Context, services: list[Service]) -> None:
     began = time.monotonic()
     install(ctx, services)
+    starting = time.monotonic()
     # Services start in list order; a service whose `blocks` is set (the database) must be
     # healthy before later ones start, the others boot in parallel.
     batch: list[Service] = []
+    started: list[str] = []
     for service in services:
-        start(ctx, service)
         batch.append(service)
         if service.blocks or service is services[-1]:
+            started += start(ctx, batch)
             wait_healthy(ctx, batch)
             for ready in batch:
                 if ready.after_start:
                     ready.after_start(ctx)
             batch = []
-    print(f"\nstack up in {time.monotonic() - began:.0f} s\n")
+    now = time.monotonic()
+    print(f"\nstack up in {now - began:.0f} s (install {starting - began:.0f} s, start {now - starting:.0f} s)\n")
+    if started:
+        _record(ctx, "up", {"seconds": round(now - starting, 1), "started": started})
     status(ctx, services)
 
 
@@ -142,6 +248,17 @@ def down(ctx: Context, services: list[Service]) -> None:
     print("stack down")
 
 
+def clean(ctx: Context) -> None:
+    """Stop everything and delete the checkout's stack data: .local, and what services keep
+    outside it (PostgreSQL's cluster when run as root). The cached downloads stay."""
+    down(ctx, SERVICES)
+    for service in SERVICES:
+        if service.clean:
+            service.clean(ctx)
+    shutil.rmtree(ctx.local)
+    print(f"removed {ctx.local}")
+
+
 def status(ctx: Context, services: list[Service]) -> bool:
     all_ok = True
     print(f"{'service':<22}{'pid':>8}  {'state':<10}url")
@@ -159,13 +276,20 @@ def status(ctx: Context, services: list[Service]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["install", "install-browser", "up", "down", "status", "logs", "env"])
+    parser.add_argument("command", choices=["preflight", "install", "install-browser", "up", "down", "status", "logs",
+                                            "env", "clean"])
     parser.add_argument("services", nargs="*", help="limit to these services (default: all)")
     args = parser.parse_args(argv)
     try:
-        ctx = Context.load()
         services = _selected(args.services)
-        if args.command in ("install", "up", "down"):
+        if args.command in ("preflight", "install", "up"):
+            # Before anything is downloaded or started; `install` alone needs no free ports.
+            if preflight.run(ROOT, services, ports=args.command != "install"):
+                return 1
+            if args.command == "preflight":
+                return 0
+        ctx = Context.load()
+        if args.command in ("install", "up", "down", "clean"):
             # One changer at a time: concurrent up/down (two terminals, a test) would race on pid files.
             lock = (ctx.local / "run" / "stack.lock").open("w")
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -177,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             up(ctx, services)
         elif args.command == "down":
             down(ctx, services)
+        elif args.command == "clean":
+            clean(ctx)
         elif args.command == "status":
             return 0 if status(ctx, services) else 3
         elif args.command == "env":

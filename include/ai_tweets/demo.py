@@ -9,13 +9,15 @@ stack keeps running.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ai_tweets.airflow_api import AirflowClient
-from ai_tweets.settings import SettingsError, environment, load_settings
+from ai_tweets.settings import PROJECT_ROOT, SettingsError, environment, load_settings
 from ai_tweets.storage import connect
 
 PIPELINE_DAGS = ("capture_tweets", "prepare_dataset", "annotate", "train_model", "classify_stream")
@@ -155,6 +157,26 @@ def _champion_metrics(settings) -> dict:
             **{key: round(metrics[key], 3) for key in ("f1", "precision", "recall", "roc_auc") if key in metrics}}
 
 
+def _print_times(demo_seconds: int) -> None:
+    """How long this checkout took to install and start (recorded by the stack in
+    .local/timings.json), and since `make demo` began: from nothing to a filled dashboard."""
+    try:
+        timings = json.loads((PROJECT_ROOT / ".local" / "timings.json").read_text())
+    except (OSError, ValueError):
+        timings = {}
+    print("\nTimes")
+    if install := timings.get("install"):
+        print(f"  install ({install['at']}): {install['seconds']:.0f} s in all, stage by stage:")
+        for line in install.get("lines", []):
+            print(f"    {line}")
+    if up := timings.get("up"):
+        print(f"  stack start ({up['at']}): {up['seconds']:.0f} s")
+    print(f"  demo (capture → prepare → annotate → train → live classification): {demo_seconds} s")
+    if started := os.environ.get("AI_TWEETS_MAKE_STARTED", "").strip():
+        elapsed = round(time.time() - int(started))
+        print(f"  since `make` began: {elapsed // 60} min {elapsed % 60:02d} s")
+
+
 def _print_summary(settings, summary: dict) -> None:
     print("\nSummary")
     for table, rows in summary["tables"].items():
@@ -171,11 +193,15 @@ def _print_summary(settings, summary: dict) -> None:
     print(f"  retweet decisions (dry run): {summary['retweets'] or 'none yet'}")
     if summary["top_domains"]:
         print("  top linked domains: " + ", ".join(f"{d} ({n})" for d, n in summary["top_domains"]))
-    print(f"  whole demo: {summary['seconds']} s")
-    print("\nUIs")
-    print(f"  Airflow       {settings.airflow_url}  (admin / AIRFLOW_ADMIN_PASSWORD in .env)")
-    print(f"  MLflow        {settings.mlflow_tracking_uri}")
-    print(f"  Label Studio  {settings.label_studio_url}  (LABEL_STUDIO_USERNAME / LABEL_STUDIO_PASSWORD)")
-    print(f"  Model serving {settings.model_serving_url}/invocations")
+    _print_times(summary["seconds"])
+    env = environment()
+    print("\nUIs (logins from .env)")
+    print(f"  Superset      {settings.superset_url}/superset/dashboard/ai-tweets/  "
+          f"(admin / {env.get('SUPERSET_ADMIN_PASSWORD', '')})")
+    print(f"  Airflow       {settings.airflow_url}  (admin / {env.get('AIRFLOW_ADMIN_PASSWORD', '')})")
+    print(f"  Label Studio  {settings.label_studio_url}  "
+          f"({env.get('LABEL_STUDIO_USERNAME', '')} / {env.get('LABEL_STUDIO_PASSWORD', '')})")
+    print(f"  MLflow        {settings.mlflow_tracking_uri}  (no login)")
+    print(f"  Model serving {settings.model_serving_url}/invocations  (no login)")
     print(f"\nThe stack and the live stream keep running (`make status`); the producer's log is "
           f"{settings.data_dir / 'logs' / 'live-producer.log'}. `make down` stops everything.")
