@@ -380,15 +380,17 @@ def _pinned_name(line: str) -> str:
     return line.split("==")[0].strip().lower().replace("_", "-")
 
 
-def ensure_venv(name: str, requirements: Path, log: Path, build_first: tuple[str, ...] = ()) -> Installed:
+def ensure_venv(name: str, requirements: Path, log: Path, build_first: tuple[str, ...] = (),
+                compile_bytecode: bool = False) -> Installed:
     """Create the environment once per lock file, exactly as the lock says (`--no-deps`: each lock
     is complete). `build_first`: packages PyPI has only as source, slow to build (pyspark: 450 MB
     of jars); a second uv builds them into uv's cache while the first installs the rest, and they
     join the environment from there at the end.
 
-    Bytecode is not compiled here (for all 40,000 files of the three environments that took
-    longer than the downloads): each module is compiled when first imported, and kept (base_env
-    lets Python write it)."""
+    `compile_bytecode`: compile every module at install, for environments that finish while the
+    pipeline's is still downloading. The pipeline's own 24,000 files are not (that took longer
+    than its downloads): its modules are compiled when first imported and kept (base_env lets
+    Python write bytecode)."""
     path = venv_path(name, requirements)
     with cache_lock(path.name):
         if cached := _cached(path):
@@ -412,7 +414,7 @@ def ensure_venv(name: str, requirements: Path, log: Path, build_first: tuple[str
                 run_logged([uv, "venv", "--quiet", "--python", sys.executable, str(path)],
                            f"creating the {name} environment", log, env=uv_env())
                 run_logged([uv, "pip", "install", "--no-deps", "--python", str(path / "bin" / "python"),
-                            "-r", str(rest)],
+                            *(["--compile-bytecode"] if compile_bytecode else []), "-r", str(rest)],
                            f"installing the {name} environment from {requirements.name}", log, env=uv_env())
                 if builder:
                     builder.result()
@@ -461,6 +463,7 @@ class Build:
     source: str  # the lock file or pom, from the checkout's root
     size: float
     build_first: tuple[str, ...] = ()  # see ensure_venv
+    compile_bytecode: bool = False  # see ensure_venv
 
     @property
     def label(self) -> str:
@@ -473,5 +476,5 @@ class Build:
     def ensure(self, root: Path, log: Path) -> Installed:
         source = root / self.source
         if self.kind == "venv":
-            return ensure_venv(self.name, source, log, self.build_first)
+            return ensure_venv(self.name, source, log, self.build_first, self.compile_bytecode)
         return maven_jars(self.name, source, log)
