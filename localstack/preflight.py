@@ -35,6 +35,7 @@ from localstack.runtime import (
 from localstack.services import BUILDS, PG_USER, Service, postgres_installed
 
 PYTHON = (3, 11)  # the version the lock files were resolved for
+RUNNING_PYTHON = tuple(sys.version_info[:3])
 JAVA = 17  # Kafka 4 and Spark 4 need at least this
 # Room for the stack's own data under .local (PostgreSQL, Kafka, MLflow, checkpoints) in a demo.
 DATA_ROOM = 2e9
@@ -101,8 +102,8 @@ def _context(root: Path) -> tuple[Context | None, list[Problem]]:
     return Context(root=root, local=root / ".local", env=env, settings=settings), []
 
 
-def check_python(needs_pip: bool, version: tuple[int, ...] = sys.version_info[:3],
-                 executable: str = sys.executable) -> list[Problem]:
+def check_python(needs_pip: bool, version: tuple[int, ...] | None = None) -> list[Problem]:
+    version, executable = version or RUNNING_PYTHON, sys.executable
     problems = []
     if tuple(version[:2]) != PYTHON:
         want = ".".join(map(str, PYTHON))
@@ -170,6 +171,13 @@ def check_postgres(is_root: bool | None = None) -> list[Problem]:
     return []
 
 
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"user {os.geteuid()}"
+
+
 def _writable(path: Path) -> bool:
     """Whether `path` can be written, or created: its first existing ancestor is writable."""
     while not path.exists():
@@ -179,7 +187,7 @@ def _writable(path: Path) -> bool:
 
 def check_folders(root: Path, cache: Path | None = None) -> list[Problem]:
     cache = cache or cache_dir()
-    user = pwd.getpwuid(os.geteuid()).pw_name
+    user = _user()
     problems = []
     for folder, holds in ((root, "the checkout (its .env, and .local: data, logs)"),
                           (root / ".local", "the stack's data and logs")):
