@@ -373,7 +373,7 @@ def uv_env() -> dict[str, str]:
 # Wheels built from source are stored, not deflated: pyspark's are 450 MB of jars, already
 # compressed, and deflating them took three times as long as the rest of its build. (uv keys
 # built wheels by these settings, so every install of those packages passes them.)
-_STORED = ["--config-setting", "--build-option=--compression=stored"]
+_STORED = ["--config-setting=--build-option=--compression=stored"]
 
 
 def _pinned_name(line: str) -> str:
