@@ -366,6 +366,9 @@ def uv_env() -> dict[str, str]:
     env = dict(os.environ)
     # The cache on the environments' filesystem: uv hard-links files into them instead of copying.
     env.setdefault("UV_CACHE_DIR", str(cache_dir() / "uv"))
+    # Trust the system's certificates, as pip and Maven do (a network whose proxy has its own
+    # authority works without SSL_CERT_FILE), not only uv's built-in list.
+    env.setdefault("UV_SYSTEM_CERTS", "1")
     env.update({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_CONFIG": "1", "UV_NO_PROGRESS": "1"})
     return env
 
