@@ -74,9 +74,9 @@ def install_uv(ctx: Context) -> Installed:
 
 # What the install steps build into the cache, with about the disk each takes once built
 # (measured: README, "Install"; the pipeline's includes what uv keeps of pyspark's source build).
-PIPELINE_ENV = Build("venv", "pipeline", "requirements.txt", 8.0e9, build_first=("pyspark", "pyspark-client"))
+PIPELINE_ENV = Build("venv", "pipeline", "requirements.txt", 9.0e9, build_first=("pyspark", "pyspark-client"))
 LABEL_STUDIO_ENV = Build("venv", "label-studio", "requirements/label-studio.txt", 1.0e9, compile_bytecode=True)
-SUPERSET_ENV = Build("venv", "superset", "requirements/superset.txt", 0.8e9, compile_bytecode=True)
+SUPERSET_ENV = Build("venv", "superset", "requirements/superset.txt", 0.9e9, compile_bytecode=True)
 SPARK_JARS = Build("jars", "spark", "localstack/maven/spark/pom.xml", 0.1e9)
 KAFKA_JARS = Build("jars", "kafka", "localstack/maven/kafka/pom.xml", 0.1e9)
 
