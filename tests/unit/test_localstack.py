@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 from pathlib import Path
 
+import pytest
+
+from localstack import services
 from localstack.runtime import PLACEHOLDER, Context, ensure_env_file, read_pid
 from localstack.services import SERVICES
 
@@ -49,3 +54,28 @@ def test_pid_file_reading(tmp_path):
     assert read_pid(tmp_path / "bad.pid") is None
     (tmp_path / "ok.pid").write_text("123\n")
     assert read_pid(tmp_path / "ok.pid") == 123
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user PostgreSQL's data stays in .local")
+def test_as_root_postgres_data_lives_where_its_user_can_reach_and_clean_removes_it(tmp_path, monkeypatch):
+    try:
+        pwd.getpwnam(services.PG_USER)
+    except KeyError:
+        pytest.skip("no postgres system user on this machine")
+    home = tmp_path / "pg-home" / "ai-tweets"
+    monkeypatch.setattr(services, "pg_clusters_home", lambda: home)
+    root = tmp_path / "private clone"
+    root.mkdir(mode=0o700)
+    ctx = Context(root=root, local=root / ".local", env={}, settings=None)
+    services._pg_new_cluster_folder(ctx)
+    data = services._pg_data(ctx)
+    folder = data.parent
+    assert folder.parent == home and folder.name.startswith("private_clone-")
+    assert (root / ".local" / "postgres" / "data").resolve() == data
+    assert (folder / "checkout").read_text().strip() == str(root)
+    assert pwd.getpwuid(folder.stat().st_uid).pw_name == services.PG_USER
+    assert services._pg_cwd(ctx) == folder, "initdb and postgres work from a folder they can enter"
+    services._pg_new_cluster_folder(ctx)
+    assert services._pg_data(ctx) == data, "one folder per checkout, kept across starts"
+    services._pg_clean(ctx)
+    assert not folder.exists()
