@@ -10,6 +10,13 @@ export PYTHONPATH := $(CURDIR)/include
 export AI_TWEETS_ENV_FILE := $(CURDIR)/.env
 # The environments are installed without bytecode: let Python write it on first import.
 unexport PYTHONDONTWRITEBYTECODE
+# Library files that would land in the home folder or /tmp go to .local (as for the stack's
+# processes: Context.private_files_env in localstack/runtime.py), so `make clean` removes them.
+export TMPDIR := $(CURDIR)/.local/tmp
+export XDG_CONFIG_HOME := $(CURDIR)/.local/home/config
+export MPLCONFIGDIR := $(CURDIR)/.local/home/matplotlib
+export KERAS_HOME := $(CURDIR)/.local/home/keras
+export MLFLOW_DISABLE_TELEMETRY := true
 # When this `make` began: `make demo` ends with the time from here to a filled dashboard.
 export AI_TWEETS_MAKE_STARTED := $(shell date +%s)
 

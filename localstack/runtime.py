@@ -200,7 +200,7 @@ class Context:
             if env.get(key, PLACEHOLDER) in ("", PLACEHOLDER):
                 raise StackError(f"{key} is not set in {env_file}: set a secret there.")
         local = root / ".local"
-        for sub in ("logs", "run", "data"):
+        for sub in ("logs", "run", "data", "tmp", "home"):
             (local / sub).mkdir(parents=True, exist_ok=True)
         return cls(root=root, local=local, env=env, settings=settings)
 
@@ -236,7 +236,18 @@ class Context:
                                        env.get("PATH", "")])
         env["PYTHONPATH"] = str(self.root / "include")
         env["AI_TWEETS_ENV_FILE"] = str(self.root / ".env")
+        env.update(self.private_files_env())
         return env
+
+    def private_files_env(self) -> dict[str, str]:
+        """What the services' libraries would write in the user's home or /tmp (temporary files,
+        torch's compile cache, Keras', matplotlib's and MLflow's settings, Label Studio's id)
+        goes to .local instead, so `make clean` leaves nothing behind. The Makefile sets the same
+        for the processes it runs itself."""
+        home = self.local / "home"
+        return {"TMPDIR": str(self.local / "tmp"), "XDG_CONFIG_HOME": str(home / "config"),
+                "MPLCONFIGDIR": str(home / "matplotlib"), "KERAS_HOME": str(home / "keras"),
+                "MLFLOW_DISABLE_TELEMETRY": "true"}
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str], user: str | None = None,
               cwd: Path | None = None) -> int:
@@ -369,6 +380,9 @@ def uv_env() -> dict[str, str]:
     # Trust the system's certificates, as pip and Maven do (a network whose proxy has its own
     # authority works without SSL_CERT_FILE), not only uv's built-in list.
     env.setdefault("UV_SYSTEM_CERTS", "1")
+    # uv's build locks and source builds: in the cache, not /tmp.
+    env["TMPDIR"] = str(cache_dir() / "tmp")
+    Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     env.update({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_CONFIG": "1", "UV_NO_PROGRESS": "1"})
     return env
 

@@ -482,7 +482,9 @@ def _superset_prepare(ctx: Context) -> None:
 
 def _superset_argv(ctx: Context) -> list[str]:
     # One gthread worker: enough for a local dashboard, and one process to stop.
-    return [str(_superset_venv(ctx) / "bin" / "gunicorn"), "--workers", "1", "--worker-class", "gthread",
+    # No control socket: gunicorn would put it in ~/.gunicorn.
+    return [str(_superset_venv(ctx) / "bin" / "gunicorn"), "--no-control-socket", "--workers", "1",
+            "--worker-class", "gthread",
             "--threads", "8", "--timeout", "120", "--bind", f"127.0.0.1:{_superset_port(ctx)}",
             "--limit-request-line", "0", "--limit-request-field_size", "0", "superset.app:create_app()"]
 
