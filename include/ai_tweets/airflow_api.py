@@ -19,7 +19,9 @@ class AirflowError(RuntimeError):
 
 
 class AirflowClient:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30):
+    # A fresh stack's first calls (a trigger, on a 2-core machine at a load of 15 to 25) took
+    # longer than 30 s; a call that times out is not retried, since it may have been carried out.
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 120):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._token = self._login(username, password)
