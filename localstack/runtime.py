@@ -368,8 +368,9 @@ def uv_binary(log: Path) -> Installed:
             return cached
         began = time.monotonic()
         shutil.rmtree(folder, ignore_errors=True)
-        run_logged([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--target", str(folder), f"uv=={UV_VERSION}"], f"installing uv {UV_VERSION} from PyPI", log)
+        run_logged([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "--no-cache-dir", "--no-deps", "--target", str(folder), f"uv=={UV_VERSION}"],
+                   f"installing uv {UV_VERSION} from PyPI", log)
         return _complete(folder, began, installer="pip")
 
 
