@@ -13,6 +13,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # Library files that would land in the home folder or /tmp go to .local (as for the stack's
 # processes: Context.private_files_env in localstack/runtime.py), so `make clean` removes them.
 export TMPDIR := $(CURDIR)/.local/tmp
+export SPARK_LOCAL_DIRS := $(CURDIR)/.local/tmp
 export XDG_CONFIG_HOME := $(CURDIR)/.local/home/config
 export MPLCONFIGDIR := $(CURDIR)/.local/home/matplotlib
 export KERAS_HOME := $(CURDIR)/.local/home/keras

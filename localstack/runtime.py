@@ -241,11 +241,13 @@ class Context:
 
     def private_files_env(self) -> dict[str, str]:
         """What the services' libraries would write in the user's home or /tmp (temporary files,
-        torch's compile cache, Keras', matplotlib's and MLflow's settings, Label Studio's id)
+        Spark's scratch folders, torch's compile cache, Keras', matplotlib's and MLflow's
+        settings, Label Studio's id)
         goes to .local instead, so `make clean` leaves nothing behind. The Makefile sets the same
         for the processes it runs itself."""
         home = self.local / "home"
-        return {"TMPDIR": str(self.local / "tmp"), "XDG_CONFIG_HOME": str(home / "config"),
+        return {"TMPDIR": str(self.local / "tmp"), "SPARK_LOCAL_DIRS": str(self.local / "tmp"),
+                "XDG_CONFIG_HOME": str(home / "config"),
                 "MPLCONFIGDIR": str(home / "matplotlib"), "KERAS_HOME": str(home / "keras"),
                 "MLFLOW_DISABLE_TELEMETRY": "true"}
 
