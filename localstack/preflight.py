@@ -297,6 +297,7 @@ def _holder(port: int) -> str:
         with contextlib.suppress(OSError):
             for fd in (proc / "fd").iterdir():
                 if os.readlink(fd) in inodes:
-                    command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    return f" by pid {proc.name} ({command.strip()[:80]})"
+                    argv = (proc / "cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
+                    command = " ".join([Path(argv[0]).name, *argv[1:]])  # the program's name, not its path
+                    return f" by pid {proc.name} ({command[:100]})"
     return " by a process of another user"
