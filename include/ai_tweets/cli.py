@@ -85,6 +85,14 @@ def _ingest_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_command(_: argparse.Namespace) -> int:
+    from ai_tweets.retention import prune
+
+    deleted = prune()
+    print("prune: " + (", ".join(f"{table} {count:,} rows" for table, count in deleted.items()) or "nothing to do"))
+    return 0
+
+
 def _demo_command(args: argparse.Namespace) -> int:
     from ai_tweets.airflow_api import AirflowError
     from ai_tweets.demo import run_demo
@@ -250,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--max-pending", type=int, help="push: top the queue up to N unlabeled tasks")
     annotate.set_defaults(handler=_annotate_command)
 
+    commands.add_parser("prune", help="delete quarantined messages, batch logs and recorded gaps past their "
+                                      "retention").set_defaults(handler=_prune_command)
+
     demo = commands.add_parser("demo", help="drive the DAGs through Airflow on the running stack")
     demo.add_argument("--source", choices=["generate", "replay", "x"], default="generate")
     demo.add_argument("--file", type=Path, help="JSONL file for --source replay")
@@ -270,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ai_tweets.dataset import DatasetTooSmall
     from ai_tweets.kafka import KafkaUnavailable
     from ai_tweets.sources import InputFileError
+    from ai_tweets.spark import StreamStopped
     from ai_tweets.storage import DatabaseUnavailable
     from ai_tweets.stream import DataLoss
 
@@ -279,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
     except (KafkaUnavailable, DatabaseUnavailable, DatasetTooSmall, LabelStudioUnavailable,
-            LookupError, InputFileError, DataLoss) as exc:
+            LookupError, InputFileError, DataLoss, StreamStopped) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
 

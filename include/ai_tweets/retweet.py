@@ -337,7 +337,7 @@ class Retweeter:
                         action, reason, response = self._send(self._account(), result.tweet_id)
                     except RetweetError as exc:
                         refused = exc
-                        action, reason, response = "failed", "x_unauthorized: 401", str(exc)
+                        action, reason, response = "failed", f"x_account: {str(exc)[:200]}", str(exc)
                 self._complete(conn, result.tweet_id, action, reason, response)
                 results.append(RetweetResult(result.tweet_id, action, reason, result.domains))
         if refused is not None:

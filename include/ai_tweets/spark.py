@@ -55,10 +55,19 @@ def spark_session(app_name: str, master: str | None = None, shuffle_partitions: 
     )
 
 
+class StreamStopped(RuntimeError):
+    """A streaming query failed; the message is Spark's account of why (e.g. data lost in Kafka)."""
+
+
 def run_until_stopped(spark, query) -> None:
     """Wait for a query (available-now ends by itself; Ctrl-C stops a continuous one), then stop Spark."""
+    from pyspark.errors import StreamingQueryException
+
     try:
         query.awaitTermination()
     except KeyboardInterrupt:
         query.stop()
-    spark.stop()
+    except StreamingQueryException as exc:
+        raise StreamStopped(f"the streaming query {query.name} stopped: {str(exc).strip()[:3000]}") from exc
+    finally:
+        spark.stop()

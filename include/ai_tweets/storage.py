@@ -135,6 +135,8 @@ def ensure_quarantine_table(conn: psycopg.Connection) -> None:
             quarantined_at  timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (target_table, topic, kafka_partition, kafka_offset)
         )""").format(table=identifier(QUARANTINE_TABLE)))
+    conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {table} (quarantined_at)").format(
+        index=sql.Identifier(f"{QUARANTINE_TABLE}_at_idx"), table=identifier(QUARANTINE_TABLE)))
 
 
 @dataclass(frozen=True)
