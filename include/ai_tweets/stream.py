@@ -309,7 +309,7 @@ def check_data_loss(settings: Settings, name: str, checkpoint: Path, policy: Dat
             f"gap in {GAPS_TABLE}, run the job once with --on-data-loss record.")
     with connect(settings) as conn:
         ensure_gaps_table(conn)
-        conn.executemany(sql.SQL(
+        conn.cursor().executemany(sql.SQL(
             "INSERT INTO {table} (query_name, topic, kafka_partition, first_offset, last_offset) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(table=identifier(GAPS_TABLE)),
             [(name, r.topic, r.partition, r.first, r.last) for r in lost])

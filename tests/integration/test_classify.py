@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from capture_helpers import ROOT, Isolated, python_env
+from capture_helpers import ROOT, Isolated, arrow_batch, python_env
 from hostile import MESSAGES
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -204,8 +204,6 @@ def test_cli_predict_and_the_serving_endpoint_agree(served, tmp_path):
     HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 @given(st.lists(MESSAGES, min_size=1, max_size=10))
 def test_a_fuzzed_micro_batch_is_written_by_the_classify_job_s_partition_writer(served, values):
-    from test_stream import arrow_batch
-
     from ai_tweets.classify import ClassifyOptions, classify_job, ensure_tables, to_item
     from ai_tweets.storage import connect
     from ai_tweets.stream import Message, parse_messages, write_partition
@@ -232,7 +230,7 @@ def test_x_errors_never_fail_a_batch_and_each_process_asks_x_once(served, tmp_pa
     iso, ids, texts = _stream(served, tmp_path, 5_000, seed=48)
     expected = _predicted_ai(iso, tmp_path, ids, texts, served[3])
     with FakeXApi() as api:
-        api.reject_next("me", 1000, status=429)
+        api.reject_next("me", 1000, status=429, reset_in=900)
         live = {**iso.env, "X_RETWEET_DRY_RUN": "false", "X_API_KEY": "k", "X_API_SECRET": "s",
                 "X_ACCESS_TOKEN": "1000-t", "X_ACCESS_TOKEN_SECRET": "ts", "X_API_BASE_URL": api.base_url,
                 "X_RETWEETS_PER_15_MIN": "50"}

@@ -8,11 +8,10 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from capture_helpers import ROOT, Isolated, python_env
+from capture_helpers import ROOT, Isolated, arrow_batch, python_env
 from hostile import MESSAGES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,16 +24,6 @@ from ai_tweets.stream import GAPS_TABLE, Message, parse_messages, write_partitio
 from ai_tweets.tables import identifier
 
 pytestmark = pytest.mark.usefixtures("local_stack")
-
-
-def arrow_batch(topic: str, values: list[bytes | None], first_offset: int):
-    import pyarrow as pa
-
-    now = datetime.now(UTC)
-    return pa.RecordBatch.from_pydict({
-        "topic": [topic] * len(values), "partition": [0] * len(values),
-        "offset": list(range(first_offset, first_offset + len(values))), "key": [None] * len(values),
-        "value": values, "timestamp": [now] * len(values)})
 
 
 @pytest.fixture(scope="module")
