@@ -52,7 +52,7 @@ class Settings:
     superset_url: str = DEFAULT_SUPERSET_URL
     statement_timeout_seconds: int = 600
     lock_timeout_seconds: int = 30
-    classify_stall_seconds: int = 600
+    classify_stall_seconds: int = 1200
     quarantine_retention_days: int = 30
     batch_log_retention_days: int = 30
 
@@ -285,7 +285,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         superset_url=_http_url(env, "SUPERSET_URL") if env.get("SUPERSET_URL", "").strip() else DEFAULT_SUPERSET_URL,
         statement_timeout_seconds=_whole_number(env, "STREAMINGDB_STATEMENT_TIMEOUT", 600, 1, 86_400),
         lock_timeout_seconds=_whole_number(env, "STREAMINGDB_LOCK_TIMEOUT", 30, 1, 3_600),
-        classify_stall_seconds=_whole_number(env, "CLASSIFY_STALL_SECONDS", 600, 30, 86_400),
+        classify_stall_seconds=_whole_number(env, "CLASSIFY_STALL_SECONDS", 1200, 30, 86_400),
         quarantine_retention_days=_whole_number(env, "QUARANTINE_RETENTION_DAYS", 30, 0, 36_500),
         batch_log_retention_days=_whole_number(env, "BATCH_LOG_RETENTION_DAYS", 30, 0, 36_500),
     )
