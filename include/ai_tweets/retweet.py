@@ -278,22 +278,28 @@ class Retweeter:
 
     def process(self, candidates: Sequence[Candidate]) -> list[RetweetResult]:
         """Decide on `candidates` and send the retweets at once: one result per distinct tweet
-        id, in the order given. Live mode identifies the account first, so credentials X
-        rejects stop here (RetweetError) before anything is recorded."""
+        id, in the order given. Live mode identifies the account before anything new is
+        recorded, so credentials X rejects stop here (RetweetError) with nothing written."""
         first: dict[int, Candidate] = {}
         for candidate in candidates:
             first.setdefault(candidate.tweet_id, candidate)
-        unique = list(first.values())
-        if not unique:
+        if not first:
             return []
-        if not self.policy.dry_run and any(eligible(c.urls, self.policy)[0] for c in unique):
-            self._account()
         with connect(self.settings) as conn:
             if not self._table_ready:
                 ensure_retweets_table(conn)
                 self._table_ready = True
-            decided = self.decide(conn, unique)
+            known = self._decided(conn, list(first))
+            undecided = [c for tweet_id, c in first.items() if tweet_id not in known]
+            if not self.policy.dry_run and any(eligible(c.urls, self.policy)[0] for c in undecided):
+                self._account()
+            decided = self.decide(conn, list(first.values()))
         return self.send(decided)
+
+    def _decided(self, conn: psycopg.Connection, tweet_ids: list[int]) -> dict[int, str]:
+        """The recorded action of each of these tweets that has a row."""
+        return dict(conn.execute(sql.SQL("SELECT tweet_id, action FROM {table} WHERE tweet_id = ANY(%s)")
+                                 .format(table=identifier(RETWEETS_TABLE)), (tweet_ids,)).fetchall())
 
     def decide(self, conn: psycopg.Connection, candidates: Sequence[Candidate]) -> list[RetweetResult]:
         """Record a decision for each candidate on `conn`, in the caller's transaction (the
@@ -303,9 +309,7 @@ class Retweeter:
         unique: dict[int, Candidate] = {}
         for candidate in candidates:
             unique.setdefault(candidate.tweet_id, candidate)
-        decided = dict(conn.execute(
-            sql.SQL("SELECT tweet_id, action FROM {table} WHERE tweet_id = ANY(%s)")
-            .format(table=identifier(RETWEETS_TABLE)), (list(unique),)).fetchall())
+        decided = self._decided(conn, list(unique))
         results: dict[int, RetweetResult] = {}
         for candidate in sorted(unique.values(), key=lambda c: -c.ai_probability):
             if candidate.tweet_id in decided:
