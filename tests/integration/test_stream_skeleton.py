@@ -158,3 +158,39 @@ def test_offsets_that_expire_under_a_running_job_stop_it(tmp_path):
     reader.join(10)
     assert code != 0, "the job stops instead of skipping data silently"
     assert "lost" in "".join(output).lower()
+
+
+def test_the_broker_bounds_its_logs_by_time_and_size(settings):
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    broker = ConfigResource(ConfigResource.Type.BROKER, "1")
+    configs = admin.describe_configs([broker])[broker].result(30)
+    assert int(configs["log.retention.bytes"].value) == 1024**3
+    assert int(configs["log.retention.hours"].value) == 24
+    assert iso_synchronous(settings) == "on"
+
+
+def iso_synchronous(settings) -> str:
+    with connect(settings) as conn:
+        return conn.execute("SHOW synchronous_commit").fetchone()[0]
+
+
+def test_prune_deletes_stream_logs_past_their_retention_only(tmp_path):
+    from ai_tweets.classify import ensure_tables
+    from ai_tweets.retention import prune
+
+    iso = Isolated.create(tmp_path)
+    topic = iso.settings.tweets_topic
+    with connect(iso.settings) as conn:
+        ensure_tables(conn)
+        for offset, age in ((0, "40 days"), (1, "1 day")):
+            conn.execute("INSERT INTO ingest_quarantine (target_table, topic, kafka_partition, kafka_offset, reason, "
+                         "quarantined_at) VALUES ('t', %s, 0, %s, 'r', now() - %s::interval)", (topic, offset, age))
+            conn.execute("INSERT INTO classify_batches (query_name, batch_id, rows_in, ai_rows, quarantined, requests, "
+                         "model_versions, latency_ms, finished_at) VALUES (%s, %s, 0, 0, 0, 0, '{}', 0, "
+                         "now() - %s::interval)", (topic, offset, age))
+    deleted = prune(load_settings({**iso.env, "BATCH_LOG_RETENTION_DAYS": "30"}))
+    assert deleted["ingest_quarantine"] >= 1 and deleted["classify_batches"] >= 1
+    assert iso.query("SELECT kafka_offset FROM ingest_quarantine WHERE topic = %s", (topic,)) == [(1,)]
+    assert iso.query("SELECT batch_id FROM classify_batches WHERE query_name = %s", (topic,)) == [(1,)]
