@@ -3,9 +3,12 @@
 
 Every 15 minutes, checks that each service the pipeline depends on answers: PostgreSQL
 (`streamingdb`), Kafka, the MLflow tracking server and Label Studio (with the pipeline's
-token). A failed check retries with exponential backoff, then fails with a message that
-names the service, its address and what to do. The checks are
-`ai_tweets.health.check_service`, also run by hand with `ai-tweets health`.
+token); that model serving did not reject the champion; and that no message expired from
+Kafka unread in the last day (the stream's recorded gaps). A failed check retries with
+exponential backoff, then fails with a message that names the service, its address and what
+to do. Then it deletes the stream's logs past their retention (quarantine, batch log). The
+checks are `ai_tweets.health.check_service` (by hand: `ai-tweets health`), the pruning
+`ai_tweets.retention.prune` (`ai-tweets prune`).
 """
 
 from datetime import datetime, timedelta
@@ -13,9 +16,10 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 
 from ai_tweets.health import check_service
+from ai_tweets.retention import prune
 from ai_tweets.schedules import every
 
-SERVICES = ("postgres", "kafka", "mlflow", "label_studio")
+SERVICES = ("postgres", "kafka", "mlflow", "label_studio", "champion", "stream")
 
 
 @dag(
@@ -33,8 +37,8 @@ SERVICES = ("postgres", "kafka", "mlflow", "label_studio")
     },
 )
 def service_health():
-    for service in SERVICES:
-        task(check_service, task_id=f"check_{service}")(service)
+    checks = [task(check_service, task_id=f"check_{service}")(service) for service in SERVICES]
+    checks >> task(prune, task_id="prune_stream_logs", trigger_rule="all_done")()
 
 
 service_health()

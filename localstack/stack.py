@@ -33,6 +33,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "include"))
 sys.path.insert(0, str(ROOT))
 
+from ai_tweets.jobs import job_status  # noqa: E402
 from localstack import preflight  # noqa: E402
 from localstack.runtime import (  # noqa: E402
     Context,
@@ -226,10 +227,10 @@ def stop_jobs(ctx: Context) -> None:
     """Long-running jobs that Airflow tasks started detached (the classify stream, a live
     producer; see ai_tweets.jobs) stop with the stack."""
     for pid_file in sorted((ctx.settings.data_dir / "run").glob("*.pid")):
-        pid = read_pid(pid_file)
-        if pid and alive(pid):
-            print(f"stopping job {pid_file.stem} (pid {pid})", flush=True)
-            ctx.stop_group(pid, signal.SIGTERM, 30)
+        job = job_status(pid_file.stem, ctx.settings)  # pid and start time: never a reused pid
+        if job["state"] == "running":
+            print(f"stopping job {pid_file.stem} (pid {job['pid']})", flush=True)
+            ctx.stop_group(job["pid"], signal.SIGTERM, 30)
         pid_file.unlink(missing_ok=True)
 
 

@@ -53,16 +53,43 @@ def _capture_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stream_options(args: argparse.Namespace):
+    from ai_tweets.stream import StreamOptions
+
+    return StreamOptions(available_now=args.available_now, trigger_seconds=args.trigger_seconds,
+                         max_offsets_per_trigger=args.max_offsets, starting_offsets=args.starting_offsets,
+                         checkpoint_dir=args.checkpoint_dir, on_data_loss=args.on_data_loss)
+
+
+def _add_stream_arguments(parser: argparse.ArgumentParser, trigger_seconds: float, max_offsets: int,
+                          checkpoint: str) -> None:
+    parser.add_argument("--available-now", action="store_true",
+                        help="process what the topic holds, then stop (bounded runs)")
+    parser.add_argument("--trigger-seconds", type=float, default=trigger_seconds)
+    parser.add_argument("--max-offsets", type=int, default=max_offsets, help="max messages per micro-batch")
+    parser.add_argument("--starting-offsets", choices=["earliest", "latest"], default="earliest")
+    parser.add_argument("--checkpoint-dir", type=Path, help=f"default: {checkpoint}")
+    parser.add_argument("--on-data-loss", choices=["fail", "record"], default="fail",
+                        help="messages that expired from Kafka before the job read them: stop naming the "
+                             "lost offsets (default), or record them in stream_gaps and go on")
+
+
 def _ingest_command(args: argparse.Namespace) -> int:
-    from ai_tweets.ingest import IngestOptions, start_ingest
+    from ai_tweets.ingest import start_ingest
     from ai_tweets.spark import run_until_stopped, spark_session
 
     settings = _versioned_settings(args)
-    options = IngestOptions(available_now=args.available_now, trigger_seconds=args.trigger_seconds,
-                            max_offsets_per_trigger=args.max_offsets, starting_offsets=args.starting_offsets,
-                            checkpoint_dir=args.checkpoint_dir)
+    options = _stream_options(args)
     spark = spark_session("ai-tweets-ingest")
     run_until_stopped(spark, start_ingest(spark, settings, options))
+    return 0
+
+
+def _prune_command(_: argparse.Namespace) -> int:
+    from ai_tweets.retention import prune
+
+    deleted = prune()
+    print("prune: " + (", ".join(f"{table} {count:,} rows" for table, count in deleted.items()) or "nothing to do"))
     return 0
 
 
@@ -113,11 +140,8 @@ def _classify_command(args: argparse.Namespace) -> int:
     from ai_tweets.spark import run_until_stopped, spark_session
 
     options = ClassifyOptions(
-        available_now=args.available_now, trigger_seconds=args.trigger_seconds,
-        max_offsets_per_trigger=args.max_offsets, starting_offsets=args.starting_offsets,
-        checkpoint_dir=args.checkpoint_dir, request_batch_size=args.batch_size,
-        concurrency=args.concurrency, timeout_seconds=args.timeout, max_wait_seconds=args.max_wait,
-        retweet=args.retweet)
+        stream=_stream_options(args), request_batch_size=args.batch_size, concurrency=args.concurrency,
+        timeout_seconds=args.timeout, max_wait_seconds=args.max_wait, retweet=args.retweet)
     spark = spark_session("ai-tweets-classify")
     run_until_stopped(spark, start_classify(spark, load_settings(), options))
     return 0
@@ -177,12 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     capture.set_defaults(handler=_capture_command)
 
     ingest = commands.add_parser("ingest", help="Spark streaming: Kafka topic → raw table in streamingdb")
-    ingest.add_argument("--available-now", action="store_true",
-                        help="process what the topic holds, then stop (bounded capture runs)")
-    ingest.add_argument("--trigger-seconds", type=float, default=2.0)
-    ingest.add_argument("--max-offsets", type=int, default=200_000, help="max messages per micro-batch")
-    ingest.add_argument("--starting-offsets", choices=["earliest", "latest"], default="earliest")
-    ingest.add_argument("--checkpoint-dir", type=Path, help="default: DATA_DIR/checkpoints/ingest/TABLE")
+    _add_stream_arguments(ingest, 2.0, 200_000, "DATA_DIR/checkpoints/ingest/TABLE")
     prepare = commands.add_parser("prepare", help="dedup, split and weak-label a dataset version")
     prepare.add_argument("--raw-table-prefix", help="override RAW_TABLE_PREFIX")
     prepare.add_argument("--dataset-version", help="override DATASET_VERSION")
@@ -219,11 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve_command)
 
     classify = commands.add_parser("classify", help="Spark streaming: topic → model serving → ai_tweets")
-    classify.add_argument("--available-now", action="store_true", help="process what the topic holds, then stop")
-    classify.add_argument("--trigger-seconds", type=float, default=1.0)
-    classify.add_argument("--max-offsets", type=int, default=50_000, help="max messages per micro-batch")
-    classify.add_argument("--starting-offsets", choices=["earliest", "latest"], default="earliest")
-    classify.add_argument("--checkpoint-dir", type=Path, help="default: DATA_DIR/checkpoints/classify/TOPIC")
+    _add_stream_arguments(classify, 1.0, 50_000, "DATA_DIR/checkpoints/classify/TOPIC")
     classify.add_argument("--batch-size", type=int, default=1_000, help="texts per model-serving request")
     classify.add_argument("--concurrency", type=int, default=2, help="parallel requests per partition")
     classify.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
@@ -242,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="push: rank by the weak labels' or the served model's uncertainty")
     annotate.add_argument("--max-pending", type=int, help="push: top the queue up to N unlabeled tasks")
     annotate.set_defaults(handler=_annotate_command)
+
+    commands.add_parser("prune", help="delete quarantined messages, batch logs and recorded gaps past their "
+                                      "retention").set_defaults(handler=_prune_command)
 
     demo = commands.add_parser("demo", help="drive the DAGs through Airflow on the running stack")
     demo.add_argument("--source", choices=["generate", "replay", "x"], default="generate")
@@ -263,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ai_tweets.dataset import DatasetTooSmall
     from ai_tweets.kafka import KafkaUnavailable
     from ai_tweets.sources import InputFileError
+    from ai_tweets.spark import StreamStopped
     from ai_tweets.storage import DatabaseUnavailable
+    from ai_tweets.stream import DataLoss
 
     try:
         return args.handler(args)
@@ -271,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
     except (KafkaUnavailable, DatabaseUnavailable, DatasetTooSmall, LabelStudioUnavailable,
-            LookupError, InputFileError) as exc:
+            LookupError, InputFileError, DataLoss, StreamStopped) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
 

@@ -68,6 +68,53 @@ def check_model_serving(settings: Settings) -> str:
     return f"model serving answers at {settings.model_serving_url}"
 
 
+def check_champion(settings: Settings) -> str:
+    """The champion is the version being served: model serving did not reject it."""
+    from ai_tweets.serving import champion_version, rejected_reason
+
+    try:
+        version = champion_version(settings)
+        reason = rejected_reason(settings, version) if version else None
+    except Exception as exc:  # any registry failure is the registry being down
+        raise _down("MLflow", settings.mlflow_tracking_uri, exc) from exc
+    if version is None:
+        return f"no champion of {settings.model_name} yet"
+    if reason:
+        raise ServiceDown(
+            f"model serving rejected champion version {version} of {settings.model_name}: {reason}. The "
+            f"previous version keeps serving. Fix the model and promote a new version, or move the "
+            f"`champion` alias back.")
+    return f"champion {settings.model_name} version {version}"
+
+
+def check_stream(settings: Settings) -> str:
+    """No messages expired from Kafka unread in the last day (recorded by a job started with
+    --on-data-loss record, see ai_tweets.stream)."""
+    import psycopg
+    from psycopg import sql
+
+    from ai_tweets.storage import connect, table_exists
+    from ai_tweets.stream import GAPS_TABLE
+    from ai_tweets.tables import identifier
+
+    try:
+        with connect(settings, attempts=1) as conn:
+            if not table_exists(conn, GAPS_TABLE):
+                return "no data loss recorded"
+            gaps = conn.execute(sql.SQL(
+                "SELECT query_name, topic, kafka_partition, first_offset, last_offset FROM {t} "
+                "WHERE detected_at > now() - interval '1 day' ORDER BY detected_at").format(
+                t=identifier(GAPS_TABLE))).fetchall()
+    except (psycopg.OperationalError, RuntimeError) as exc:
+        raise _down("PostgreSQL", settings.streamingdb_url, exc) from exc
+    if gaps:
+        listed = "; ".join(f"{q}: {t} partition {p} offsets {a}–{b}" for q, t, p, a, b in gaps[:5])
+        raise ServiceDown(f"messages expired from Kafka before the stream read them (last 24 h, table "
+                          f"{GAPS_TABLE}): {listed}. They are lost; raise Kafka's retention or keep the jobs "
+                          f"running (the classify_stream DAG restarts the classifier).")
+    return "no data loss in the last 24 h"
+
+
 def check_label_studio(settings: Settings) -> str:
     token = settings.require("label_studio_api_key")
     try:
@@ -100,6 +147,8 @@ CHECKS: dict[str, Callable[[Settings], str]] = {
     "mlflow": check_mlflow,
     "label_studio": check_label_studio,
     "airflow": check_airflow,
+    "champion": check_champion,
+    "stream": check_stream,
 }
 
 

@@ -1,4 +1,5 @@
-"""Long-running jobs (the classify stream) started and watched by short Airflow tasks.
+"""Long-running jobs (the classify stream, a live producer) started and watched by short
+Airflow tasks.
 
 A task that runs a streaming job to completion would hold an Airflow worker slot forever.
 Instead `ensure_job` starts the job as a detached process (its own session, log file and
@@ -6,12 +7,23 @@ pid file under DATA_DIR/run) if it is not running, and returns at once; the DAG 
 every few minutes, so a job that died is restarted, and triggering it twice is harmless
 (a file lock makes the check-and-start atomic).
 
-Standard library only at import: the local-stack manager uses `alive` before any virtual
-environment exists (pipeline imports go inside functions, as in `ensure_classifier`).
+Liveness is the pid *and* the process's start time (with the boot id), both recorded in the
+pid file: after a reboot, or once the job died and its pid was reused, another process with
+the same pid does not look like the job. A job that runs but does nothing is caught by
+`ensure_classifier`, the watchdog: the classify job is restarted, and the task says so,
+when its last batch is older than CLASSIFY_STALL_SECONDS while messages wait in the topic.
+
+A job's output goes through `python -m ai_tweets.jobs run-logged`, which writes it to
+DATA_DIR/logs/<job>.log and rotates that file at JOB_LOG_MAX_BYTES, keeping JOB_LOG_BACKUPS
+older files: a job that runs for months keeps at most 6 × 20 MiB of logs.
+
+Standard library only at import: the local-stack manager uses `alive` and `job_status`
+before any virtual environment exists (pipeline imports go inside functions).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import logging
@@ -25,6 +37,9 @@ from pathlib import Path
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+JOB_LOG_MAX_BYTES = 20 * 1024 * 1024
+JOB_LOG_BACKUPS = 5
 
 
 def _run_dir(settings: Settings) -> Path:
@@ -46,43 +61,86 @@ def alive(pid: int) -> bool:
     return True
 
 
-def job_status(name: str, settings: Settings) -> dict:
-    pid_file = _run_dir(settings) / f"{name}.pid"
+def process_identity(pid: int) -> str | None:
+    """`<boot id>:<start time in clock ticks since boot>` of a running process, or None: a pid
+    and this identify one process, even across pid reuse and reboots."""
     try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{fields[19]}"  # field 22 of stat; fields[0] is field 3
+
+
+def read_pid_file(path: Path) -> tuple[int, str | None, float | None] | None:
+    """(pid, identity, started epoch) of a pid file; identity None for the old pid-only form."""
+    try:
+        parts = path.read_text().split()
+        return int(parts[0]), (parts[1] if len(parts) > 1 else None), (float(parts[2]) if len(parts) > 2 else None)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def job_status(name: str, settings: Settings) -> dict:
+    recorded = read_pid_file(_run_dir(settings) / f"{name}.pid")
+    if recorded is None:
         return {"job": name, "state": "stopped", "pid": None}
-    return {"job": name, "state": "running" if alive(pid) else "dead", "pid": pid}
+    pid, identity, started = recorded
+    running = alive(pid) and (identity is None or process_identity(pid) == identity)
+    return {"job": name, "state": "running" if running else "dead", "pid": pid, "started": started}
+
+
+def job_log(name: str, settings: Settings) -> Path:
+    return settings.data_dir / "logs" / f"{name}.log"
+
+
+def last_error(name: str, settings: Settings, lines: int = 400) -> str | None:
+    """The last `error:` line (what the CLI prints for an expected failure) of a job's log."""
+    with contextlib.suppress(OSError):
+        with job_log(name, settings).open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 200_000))
+            tail = file.read().decode(errors="replace").splitlines()[-lines:]
+        return next((line for line in reversed(tail) if line.startswith("error:")), None)
+    return None
 
 
 def ensure_job(name: str, argv: list[str], settings: Settings, env: dict[str, str] | None = None) -> dict:
-    """Start `argv` detached unless the job is already running; returns its state and pid."""
+    """Start `argv` detached unless the job is already running; returns its state and pid (and
+    the last error of a job that died)."""
     run_dir = _run_dir(settings)
     with (run_dir / f"{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         status = job_status(name, settings)
         if status["state"] == "running":
             return status
-        log_file = run_dir.parent / "logs" / f"{name}.log"
+        log_file = job_log(name, settings)
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        previous_error = last_error(name, settings) if status["state"] == "dead" else None
         with log_file.open("ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(argv)}\n".encode())
-            out.flush()
-            child_env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "include"), **(env or {})}
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, env=child_env, cwd=PROJECT_ROOT)
-        (run_dir / f"{name}.pid").write_text(str(process.pid))
-        return {"job": name, "state": "started" if status["state"] == "stopped" else "restarted",
-                "pid": process.pid, "log": str(log_file)}
+        child_env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "include"), **(env or {})}
+        wrapper = [sys.executable, "-m", "ai_tweets.jobs", "run-logged", "--log", str(log_file), "--", *argv]
+        process = subprocess.Popen(wrapper, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   stdin=subprocess.DEVNULL, start_new_session=True, env=child_env, cwd=PROJECT_ROOT)
+        identity = process_identity(process.pid) or "-"
+        (run_dir / f"{name}.pid").write_text(f"{process.pid} {identity} {time.time():.0f}\n")
+        result = {"job": name, "state": "started" if status["state"] == "stopped" else "restarted",
+                  "pid": process.pid, "log": str(log_file)}
+        if previous_error:
+            log.warning("job %s had died; its last error: %s", name, previous_error)
+            result["previous_error"] = previous_error
+        return result
 
 
 def stop_job(name: str, settings: Settings, timeout: float = 60) -> dict:
-    """Stop the job's whole process group (Spark's JVM included): SIGTERM, then SIGKILL."""
+    """Stop the job's whole process group (Spark's JVM included): SIGTERM (and SIGCONT, for a
+    stopped process), then SIGKILL."""
     status = job_status(name, settings)
     if status["state"] != "running":
         return status
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(status["pid"], signal.SIGTERM)
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(status["pid"], sig)
     deadline = time.monotonic() + timeout
     while alive(status["pid"]) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -91,17 +149,63 @@ def stop_job(name: str, settings: Settings, timeout: float = 60) -> dict:
     return {**job_status(name, settings), "state": "stopped"}
 
 
+# --- the classify job and its watchdog -------------------------------------------------------
+
+
+def classify_stalled(settings: Settings, status: dict) -> str | None:
+    """Why a running classify job counts as stalled, or None: its last batch (or its start, if it
+    has written none since) is older than CLASSIFY_STALL_SECONDS while messages wait."""
+    from psycopg import sql
+
+    from ai_tweets.classify import BATCHES_TABLE, checkpoint_dir, query_name
+    from ai_tweets.kafka import watermarks
+    from ai_tweets.storage import connect, table_exists
+    from ai_tweets.stream import StreamOptions, checkpoint_offsets, waiting_messages
+    from ai_tweets.tables import identifier
+
+    with connect(settings) as conn:
+        last = None
+        if table_exists(conn, BATCHES_TABLE):
+            last = conn.execute(sql.SQL("SELECT extract(epoch FROM max(finished_at)) FROM {table} "
+                                        "WHERE query_name = %s").format(table=identifier(BATCHES_TABLE)),
+                                (query_name(settings),)).fetchone()[0]
+    latest = max(float(last or 0), status.get("started") or 0)
+    if not latest:
+        return None
+    age = time.time() - latest
+    if age <= settings.classify_stall_seconds:
+        return None
+    checkpoint = checkpoint_dir(settings, StreamOptions())
+    waiting = waiting_messages(checkpoint_offsets(checkpoint, settings.tweets_topic),
+                               watermarks(settings, settings.tweets_topic))
+    if not waiting:
+        return None
+    return (f"no batch for {age:.0f} s (limit CLASSIFY_STALL_SECONDS={settings.classify_stall_seconds}) "
+            f"while {waiting:,} messages wait in {settings.tweets_topic}")
+
+
 def ensure_classifier(retweet: bool = False, serving_wait: float = 60.0) -> dict:
-    """The classify stream, running (started if needed); skipped while no champion exists."""
-    from ai_tweets.health import ServiceDown, check_model_serving
+    """The classify stream, running and making progress (started, or restarted if it died or
+    stalled); skipped while no champion exists. Fails, after the job is running, when model
+    serving does not answer or rejected the champion, so that Airflow shows it."""
+    from ai_tweets.health import ServiceDown, check_champion, check_model_serving
     from ai_tweets.serving import champion_version
 
     settings = load_settings()
     version = champion_version(settings)
     if version is None:
         return {"job": "classify", "state": "waiting", "reason": f"no champion of {settings.model_name} yet"}
+    stalled = None
+    status = job_status("classify", settings)
+    if status["state"] == "running":
+        stalled = classify_stalled(settings, status)
+        if stalled:
+            log.warning("the classify job (pid %s) is stalled: %s; restarting it", status["pid"], stalled)
+            stop_job("classify", settings)
     argv = [sys.executable, str(PROJECT_ROOT / "spark_jobs" / "classify.py"), *(["--retweet"] if retweet else [])]
     job = ensure_job("classify", argv, settings)
+    if stalled:
+        job.update(state="restarted", reason=f"stalled: {stalled}")
     # The job rides out a model-serving outage by itself (it waits and retries). The task waits
     # a little (a new champion takes seconds to load), then fails, so that the outage shows in
     # Airflow; its retries report when serving is back.
@@ -116,4 +220,66 @@ def ensure_classifier(retweet: bool = False, serving_wait: float = 60.0) -> dict
                                   f"it; waited {serving_wait:.0f} s.") from exc
             log.warning("model serving not answering yet, retrying in 5 s: %s", exc)
             time.sleep(5)
+    check_champion(settings)  # a champion that serving rejected fails the task, with what to do
     return {**job, "champion": version, "serving": serving}
+
+
+# --- run-logged: a job's output, rotated ---------------------------------------------------
+
+
+class RotatingFile:
+    """An append-only log file rotated at `max_bytes`: log → log.1 → … → log.<backups>."""
+
+    def __init__(self, path: Path, max_bytes: int = JOB_LOG_MAX_BYTES, backups: int = JOB_LOG_BACKUPS):
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        self.file = path.open("ab")
+
+    def write(self, data: bytes) -> None:
+        if self.file.tell() + len(data) > self.max_bytes and self.file.tell() > 0:
+            self.rotate()
+        self.file.write(data)
+        self.file.flush()
+
+    def rotate(self) -> None:
+        self.file.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.backups:
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self.file = self.path.open("ab")
+
+
+def run_logged(log_file: Path, argv: list[str], max_bytes: int = JOB_LOG_MAX_BYTES,
+               backups: int = JOB_LOG_BACKUPS) -> int:
+    """Run `argv` in this process group, its output into a rotated `log_file`; its exit code.
+    SIGTERM reaches the job through the group: this process outlives it to log its last words."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: None)  # a handler, not SIG_IGN: the child gets the defaults back
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    out = RotatingFile(log_file, max_bytes, backups)
+    while chunk := os.read(child.stdout.fileno(), 65536):
+        out.write(chunk)
+    code = child.wait()
+    out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} exited with {code}\n".encode())
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ai_tweets.jobs")
+    commands = parser.add_subparsers(dest="command", required=True)
+    logged = commands.add_parser("run-logged", help="run a command, its output in a rotated log file")
+    logged.add_argument("--log", type=Path, required=True)
+    logged.add_argument("--max-bytes", type=int, default=JOB_LOG_MAX_BYTES)
+    logged.add_argument("--backups", type=int, default=JOB_LOG_BACKUPS)
+    logged.add_argument("argv", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    return run_logged(args.log, command, args.max_bytes, args.backups)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -137,3 +137,22 @@ def produce(items: Iterable[Tweet | MalformedInput], settings: Settings, max_twe
         raise KafkaUnavailable(f"{report.failed:,} messages failed: {report.errors[:3]} ({report.line()})")
     log.info("capture done: %s", report.line())
     return report
+
+
+def watermarks(settings: Settings, topic: str, timeout: float = 30) -> dict[int, tuple[int, int]]:
+    """(earliest, next) offset of each partition of `topic`; {} if the topic does not exist."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "ai-tweets-watermarks",
+                         "enable.auto.commit": False})
+    try:
+        topics = consumer.list_topics(topic, timeout=timeout).topics
+        if topic not in topics or topics[topic].error is not None:
+            return {}
+        return {partition: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                for partition in topics[topic].partitions}
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: cannot read the offsets of "
+                               f"{topic!r} ({exc}). Is the stack up (`make status`)?") from exc
+    finally:
+        consumer.close()

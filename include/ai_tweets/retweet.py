@@ -11,6 +11,12 @@ its action was, so replays, restarts and concurrent workers never retweet twice.
     skipped        not eligible (no external link, denied or unlisted domain), or over a rate limit
     failed         X refused or could not be reached; not retried
 
+Side effects outside the transaction: `decide` records every decision (`pending` for a retweet
+to make) in the caller's transaction; the classify job commits them with its AI tweets, and
+only then does `send` POST the pending ones and record X's answer. The classify job keeps one
+Retweeter per process (`send_after_commit`), so its X client, its account check and its pause
+after a 429 last from batch to batch, and no X error ever fails a batch.
+
 Crash safety: the `pending` row is committed before the POST and updated after it. A process
 that dies in between leaves `pending` behind, and a pending tweet is never retried
 automatically: X may have retweeted it. To retry, check the account, then delete the row.
@@ -71,7 +77,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _PLACEHOLDER = "change-me"
 
-Action = Literal["retweeted", "would_retweet", "skipped", "failed", "already_decided"]
+Action = Literal["pending", "retweeted", "would_retweet", "skipped", "failed", "already_decided"]
 
 
 class RetweetError(RuntimeError):
@@ -271,29 +277,88 @@ class Retweeter:
         self._table_ready = False
 
     def process(self, candidates: Sequence[Candidate]) -> list[RetweetResult]:
-        """One result per distinct tweet id, in the order given; the most probable AI tweets
-        are decided first, so they get the budget."""
-        unique: dict[int, Candidate] = {}
+        """Decide on `candidates` and send the retweets at once: one result per distinct tweet
+        id, in the order given. Live mode identifies the account before anything new is
+        recorded, so credentials X rejects stop here (RetweetError) with nothing written."""
+        first: dict[int, Candidate] = {}
         for candidate in candidates:
-            unique.setdefault(candidate.tweet_id, candidate)
-        if not unique:
+            first.setdefault(candidate.tweet_id, candidate)
+        if not first:
             return []
-        results: dict[int, RetweetResult] = {}
-        with connect(self.settings, autocommit=True) as conn:
+        with connect(self.settings) as conn:
             if not self._table_ready:
                 ensure_retweets_table(conn)
                 self._table_ready = True
-            decided = dict(conn.execute(
-                sql.SQL("SELECT tweet_id, action FROM {table} WHERE tweet_id = ANY(%s)")
-                .format(table=identifier(RETWEETS_TABLE)), (list(unique),)).fetchall())
-            for candidate in sorted(unique.values(), key=lambda c: -c.ai_probability):
-                if candidate.tweet_id in decided:
-                    results[candidate.tweet_id] = RetweetResult(
-                        candidate.tweet_id, "already_decided", f"already {decided[candidate.tweet_id]}",
-                        candidate.domains)
-                else:
-                    results[candidate.tweet_id] = self._decide(conn, candidate)
+            known = self._decided(conn, list(first))
+            undecided = [c for tweet_id, c in first.items() if tweet_id not in known]
+            if not self.policy.dry_run and any(eligible(c.urls, self.policy)[0] for c in undecided):
+                self._account()
+            decided = self.decide(conn, list(first.values()))
+        return self.send(decided)
+
+    def _decided(self, conn: psycopg.Connection, tweet_ids: list[int]) -> dict[int, str]:
+        """The recorded action of each of these tweets that has a row."""
+        return dict(conn.execute(sql.SQL("SELECT tweet_id, action FROM {table} WHERE tweet_id = ANY(%s)")
+                                 .format(table=identifier(RETWEETS_TABLE)), (tweet_ids,)).fetchall())
+
+    def decide(self, conn: psycopg.Connection, candidates: Sequence[Candidate]) -> list[RetweetResult]:
+        """Record a decision for each candidate on `conn`, in the caller's transaction (the
+        classify job's, so decisions commit with the AI tweets): `skipped`, `would_retweet`, or
+        `pending` for a retweet `send` will make once that transaction is committed. The most
+        probable AI tweets are decided first, so they get the budget. Nothing is sent to X."""
+        unique: dict[int, Candidate] = {}
+        for candidate in candidates:
+            unique.setdefault(candidate.tweet_id, candidate)
+        decided = self._decided(conn, list(unique))
+        results: dict[int, RetweetResult] = {}
+        for candidate in sorted(unique.values(), key=lambda c: -c.ai_probability):
+            if candidate.tweet_id in decided:
+                results[candidate.tweet_id] = RetweetResult(
+                    candidate.tweet_id, "already_decided", f"already {decided[candidate.tweet_id]}",
+                    candidate.domains)
+            else:
+                results[candidate.tweet_id] = self._decide(conn, candidate)
         return [results[tweet_id] for tweet_id in unique]
+
+    def send(self, decided: Sequence[RetweetResult]) -> list[RetweetResult]:
+        """Send the `pending` retweets of committed decisions, recording X's answer for each.
+        Credentials X rejects record the rest `failed` and raise RetweetError."""
+        if not any(result.action == "pending" for result in decided):
+            return list(decided)
+        results: list[RetweetResult] = []
+        refused: RetweetError | None = None
+        with connect(self.settings, autocommit=True) as conn:
+            for result in decided:
+                if result.action != "pending":
+                    results.append(result)
+                    continue
+                if refused is not None:
+                    action, reason, response = "failed", "x_unauthorized: not sent", str(refused)
+                elif time.time() < self._paused_until:
+                    action, reason, response = "skipped", f"x_rate_limit: paused until {_utc(self._paused_until)}", None
+                else:
+                    try:
+                        action, reason, response = self._send(self._account(), result.tweet_id)
+                    except RetweetError as exc:
+                        refused = exc
+                        action, reason, response = "failed", f"x_account: {str(exc)[:200]}", str(exc)
+                self._complete(conn, result.tweet_id, action, reason, response)
+                results.append(RetweetResult(result.tweet_id, action, reason, result.domains))
+        if refused is not None:
+            raise refused
+        return results
+
+    def send_after_commit(self, decided: Sequence[RetweetResult]) -> None:
+        """`send` for the classify job: whatever X or the network does, the batch goes on. A
+        rejected credential is logged as an error and pauses this Retweeter for a window, so
+        that X is not asked again with every batch."""
+        try:
+            self.send(decided)
+        except RetweetError as exc:
+            self._paused_until = max(self._paused_until, time.time() + X_PAUSE_WITHOUT_RESET)
+            log.error("retweets paused until %s: %s", _utc(self._paused_until), exc)
+        except Exception:  # an X or database error here must not fail the committed batch
+            log.exception("sending retweets failed; their rows stay `pending` (never retried automatically)")
 
     def _decide(self, conn: psycopg.Connection, candidate: Candidate) -> RetweetResult:
         ok, reason = eligible(candidate.urls, self.policy)
@@ -305,19 +370,9 @@ class Retweeter:
                 log.info("would retweet %d (%s)", candidate.tweet_id, ", ".join(candidate.domains))
             return self._result(candidate, recorded, reason)
         if time.time() < self._paused_until:
-            paused = f"x_rate_limit: paused until {_utc(self._paused_until)}"
-            return self._record(conn, candidate, "skipped", paused)
-        client = self._account()
+            return self._record(conn, candidate, "skipped", f"x_rate_limit: paused until {_utc(self._paused_until)}")
         recorded, reason = self._claim(conn, candidate, "pending", reason)
-        if recorded != "pending":
-            return self._result(candidate, recorded, reason)
-        try:
-            action, reason, response = self._send(client, candidate.tweet_id)
-        except RetweetError as exc:
-            self._complete(conn, candidate.tweet_id, "failed", "x_unauthorized: 401", str(exc))
-            raise
-        self._complete(conn, candidate.tweet_id, action, reason, response)
-        return self._result(candidate, action, reason)
+        return self._result(candidate, recorded, reason)
 
     @staticmethod
     def _result(candidate: Candidate, recorded: str | None, reason: str) -> RetweetResult:
@@ -376,6 +431,11 @@ class Retweeter:
         client = self._client_factory()
         try:
             me = client.get_me(user_auth=True).data
+        except tweepy.TooManyRequests as exc:
+            wait = x_api._rate_limit_wait(exc.response.headers)
+            self._paused_until = time.time() + (wait if wait > 0 else X_PAUSE_WITHOUT_RESET)
+            raise RetweetError(f"X rate-limited GET /2/users/me (429): retweets paused until "
+                               f"{_utc(self._paused_until)}") from exc
         except tweepy.HTTPException as exc:
             raise RetweetError(f"X refused GET /2/users/me ({exc.response.status_code}): check X_API_KEY, "
                                f"X_API_SECRET, X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET. {exc}") from exc

@@ -4,6 +4,16 @@ Reads X API v2 responses (`data` + `includes`) and v1.1 status objects (with
 `extended_tweet.full_text`, `entities.urls[].expanded_url`, `retweeted_status`), and the
 project's own serialized form. Anything that cannot become a valid tweet raises
 `MalformedTweet` with a reason, so that callers quarantine it instead of losing it.
+
+Rules for values that parse but cannot be stored (the stream quarantines such a message, with
+this reason, instead of failing its batch):
+- a NUL character (U+0000) or an unpaired surrogate (U+D800–U+DFFF) in a field stored as a
+  column (text, author, lang, hashtags, mentions, links): PostgreSQL text cannot hold NUL, and
+  a lone surrogate is not UTF-8. No escape is made: such a tweet is not one X sends, and
+  changing its text would change what the classifier reads. The raw payload column keeps
+  JSON's own `\\u0000` escape, which PostgreSQL's `json` type stores as written.
+- `created_at` outside [2006-03-21, 2100-01-01) UTC (X's first post; a bound well inside
+  what Python and PostgreSQL hold): `created_at out of range`.
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ import msgspec
 MAX_TEXT_CHARS = 10_000  # X allows 25,000 for long posts; beyond this it is not a tweet we want
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_TWEET_ID = 2**63 - 1  # stored as BIGINT
+MIN_CREATED_AT = datetime(2006, 3, 21, tzinfo=UTC)  # the first post on X
+MAX_CREATED_AT = datetime(2100, 1, 1, tzinfo=UTC)
 _V1_DATE = "%a %b %d %H:%M:%S %z %Y"
 _HASHTAG = re.compile(r"(?:^|[^\w&])[#＃](\w+)", re.UNICODE)
 _MENTION = re.compile(r"(?:^|[^\w])@(\w{1,15})")
@@ -126,7 +138,43 @@ def _timestamp(value: Any) -> datetime:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise MalformedTweet(f"created_at is not a date: {value[:40]!r}") from exc
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        utc = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError as exc:  # 9999-12-31T23:59:59-05:00 is past year 9999 in UTC
+        raise MalformedTweet(f"created_at out of range: {value[:40]!r}") from exc
+    if not MIN_CREATED_AT <= utc < MAX_CREATED_AT:
+        raise MalformedTweet(f"created_at out of range: {value[:40]!r} (expected 2006-03-21 to 2099)")
+    return utc
+
+
+def _unstorable(value: str) -> str | None:
+    """Why PostgreSQL cannot store `value` as text, or None."""
+    if "\x00" in value:
+        return "a NUL character (U+0000), which PostgreSQL text cannot store"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "an unpaired surrogate, which is not UTF-8"
+    return None
+
+
+def check_storable(tweet: Tweet) -> Tweet:
+    """The tweet, or MalformedTweet naming the first stored field PostgreSQL would refuse (or
+    that is not a string: v1.1 and v2 payloads are read leniently, field by field)."""
+    fields = [("text", tweet.text), ("author_id", tweet.author_id), ("author_handle", tweet.author_handle),
+              ("lang", tweet.lang), *(("hashtags", h) for h in tweet.hashtags),
+              *(("mentions", m) for m in tweet.mentions),
+              *(("urls", u) for link in tweet.urls for u in (link.url, link.expanded_url, link.display_url))]
+    for name, value in fields:
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise MalformedTweet(f"{name} is not a string but {type(value).__name__}")
+        problem = _unstorable(value)
+        if problem:
+            raise MalformedTweet(f"{name} contains {problem}")
+    return tweet
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -311,10 +359,10 @@ def normalize(payload: dict[str, Any]) -> Tweet:
         raise MalformedTweet(f"payload is not a JSON object but {type(payload).__name__}")
     try:
         if "data" in payload:
-            return normalize_v2(payload)
+            return check_storable(normalize_v2(payload))
         if "id_str" in payload or "user" in payload or "extended_tweet" in payload:
-            return normalize_v1(payload)
-        return from_dict(payload)
+            return check_storable(normalize_v1(payload))
+        return check_storable(from_dict(payload))
     except (AttributeError, TypeError) as exc:  # a nested field of the wrong type, e.g. "user": "bob"
         raise MalformedTweet(f"unexpected structure: {exc}") from exc
 
@@ -329,7 +377,7 @@ def parse_message(value: bytes | str | None) -> Tweet:
         payload = msgspec.json.decode(value.decode() if isinstance(value, bytes) else value)
     except UnicodeDecodeError as exc:
         raise MalformedTweet(f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    except msgspec.DecodeError as exc:
+    except msgspec.MsgspecError as exc:  # DecodeError, and ValidationError for a number like 1e400
         raise MalformedTweet(f"invalid JSON: {exc}") from exc
     except RecursionError as exc:
         raise MalformedTweet("invalid JSON: nested too deeply") from exc

@@ -1,12 +1,17 @@
 """Model serving: `mlflow models serve` of the registered champion, kept in step with the alias.
 
 A small supervisor (`ai-tweets serve`) resolves `models:/{MODEL_NAME}@champion` to a version,
-runs `mlflow models serve` of that exact version, and polls the registry: when the alias
-moves, it stops the old server and starts the new one on the same port (a gap of about ten
-seconds, which the classify job rides out with its retries, so no tweet is lost). The child
-gets `AI_TWEETS_MODEL_VERSION`, which the pyfunc returns with every prediction, so each
-classified row records the version that actually scored it. Until a champion exists the
-supervisor waits and says so in its state file.
+runs `mlflow models serve` of that exact version, and polls the registry. When the alias
+moves, the new version is first loaded on a spare port and smoke-tested (it must answer
+/invocations with a valid score for each of a few texts); only then is the old server
+stopped and the new one started on the serving port (a gap of about ten seconds, which the
+classify job rides out with its retries, so no tweet is lost). A version that fails to load
+or to answer keeps the previous one serving; it is reported in the state file, in the log,
+and as the tag `serving_rejected` on that model version, which `ai-tweets health champion`,
+the service_health DAG and the classify_stream DAG turn into a failure that says what to do.
+It is not tried again until the alias moves. The child gets `AI_TWEETS_MODEL_VERSION`, which
+the pyfunc returns with every prediction, so each classified row records the version that
+actually scored it. Until a champion exists the supervisor waits and says so.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +37,9 @@ log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
 MODEL_VERSION_ENV = "AI_TWEETS_MODEL_VERSION"
+REJECTED_TAG = "serving_rejected"
+SMOKE_TEXTS = ("New paper: a transformer model for protein folding https://arxiv.org/abs/2401.00001",
+               "Great game last night, what a finish!", "", "😀 ‏עברית‏ emoji and right-to-left text")
 
 
 def champion_version(settings: Settings) -> str | None:
@@ -44,6 +54,67 @@ def champion_version(settings: Settings) -> str | None:
         if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
             return None
         raise
+
+
+@dataclass(frozen=True)
+class Score:
+    ai_probability: float
+    label: int
+    model_version: str | None
+
+
+class BadAnswer(RuntimeError):
+    """The model server answered, but not with one valid score per text."""
+
+
+def parse_scores(answer: object, expected: int) -> list[Score]:
+    """The scores of an /invocations answer (records or column orientation), or BadAnswer."""
+    predictions = answer.get("predictions", answer) if isinstance(answer, dict) else answer
+    try:
+        if isinstance(predictions, dict):  # column orientation
+            keys = list(predictions)
+            predictions = [dict(zip(keys, values, strict=True)) for values in zip(*predictions.values(), strict=True)]
+        if not isinstance(predictions, list) or len(predictions) != expected:
+            raise ValueError(f"{expected} scores expected")
+        scores = [Score(float(p["ai_probability"]), int(p.get("label", p["ai_probability"] >= 0.5)),
+                        None if p.get("model_version") is None else str(p["model_version"])) for p in predictions]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BadAnswer(f"model server answered {str(answer)[:200]!r} for {expected} texts ({exc})") from exc
+    if not all(0.0 <= s.ai_probability <= 1.0 and s.label in (0, 1) for s in scores):
+        raise BadAnswer(f"model server answered probabilities outside [0, 1] or labels other than 0/1: "
+                        f"{str(answer)[:200]!r}")
+    return scores
+
+
+def invoke(url: str, texts: Sequence[str], timeout: float) -> list[Score]:
+    """One POST of `texts` to {url}/invocations; urllib's errors (HTTPError for an answer that
+    is not 2xx, URLError/OSError when nothing answers) and BadAnswer go to the caller."""
+    payload = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()
+    request = urllib.request.Request(f"{url}/invocations", data=payload, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read()
+    try:
+        answer = json.loads(body)
+    except ValueError as exc:
+        raise BadAnswer(f"model server answered something that is not JSON: {body[:200]!r}") from exc
+    return parse_scores(answer, len(texts))
+
+
+def rejected_reason(settings: Settings, version: str) -> str | None:
+    """Why model serving rejected this version (the `serving_rejected` tag), or None."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(settings.mlflow_tracking_uri).get_model_version(
+        settings.model_name, version).tags.get(REJECTED_TAG)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _ping(url: str, timeout: float = 2.0) -> bool:
@@ -65,6 +136,7 @@ class ServingSupervisor:
         self.start_timeout = start_timeout
         self.child: subprocess.Popen | None = None
         self.version: str | None = None
+        self.rejected: str | None = None  # the champion that failed its smoke test, not tried again
 
     def _write_state(self, state: str, **extra) -> None:
         if self.state_file:
@@ -73,38 +145,68 @@ class ServingSupervisor:
                                                    "model": self.settings.model_name, "pid": os.getpid(),
                                                    "updated": time.time(), **extra}))
 
-    def _start(self, version: str) -> None:
+    def _spawn(self, version: str, port: int) -> subprocess.Popen:
         argv = [sys.executable, "-m", "mlflow", "models", "serve",
                 "-m", f"models:/{self.settings.model_name}/{version}", "--env-manager", "local",
-                "-h", self.host, "-p", str(self.port), "-w", "1"]
+                "-h", self.host, "-p", str(port), "-w", "1"]
         env = {**os.environ, MODEL_VERSION_ENV: version,
                "MLFLOW_TRACKING_URI": self.settings.mlflow_tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true",
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        return subprocess.Popen(argv, env=env)
+
+    def _ready(self, child: subprocess.Popen, version: str, port: int) -> None:
+        """Wait until `child` answers /ping, then smoke-test /invocations; RuntimeError if not."""
+        url = f"http://{self.host}:{port}"
+        deadline = time.monotonic() + self.start_timeout
+        while not _ping(url):
+            if child.poll() is not None:
+                raise RuntimeError(f"mlflow models serve of version {version} exited with {child.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow models serve of version {version} not ready in {self.start_timeout:.0f} s")
+            time.sleep(0.5)
+        try:
+            invoke(url, SMOKE_TEXTS, timeout=60)
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"version {version} answered HTTP {exc.code} to the smoke test: "
+                               f"{exc.read()[:300]!r}") from exc
+        except (BadAnswer, urllib.error.URLError, OSError) as exc:
+            raise RuntimeError(f"version {version} failed the smoke test: {exc}") from exc
+
+    def _start(self, version: str) -> None:
         log.info("serving %s version %s on %s:%d", self.settings.model_name, version, self.host, self.port)
-        self.child = subprocess.Popen(argv, env=env)
+        self.child = self._spawn(version, self.port)
         self.version = version
         self._write_state("starting")
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.child.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow models serve of version {version} exited with {self.child.returncode}")
-            if _ping(self.settings.model_serving_url):
-                self._write_state("serving")
-                log.info("version %s is serving", version)
-                return
-            time.sleep(0.5)
-        raise RuntimeError(
-            f"mlflow models serve of version {version} not ready in {self.start_timeout:.0f} s")
+        self._ready(self.child, version, self.port)
+        self._write_state("serving")
+        log.info("version %s is serving", version)
+
+    def _try(self, version: str) -> None:
+        """Load and smoke-test `version` on a spare port, then stop it; RuntimeError if it fails."""
+        port = _free_port()
+        log.info("trying %s version %s on port %d before switching", self.settings.model_name, version, port)
+        candidate = self._spawn(version, port)
+        try:
+            self._ready(candidate, version, port)
+        finally:
+            _stop(candidate)
+
+    def _reject(self, version: str, reason: str) -> None:
+        """Keep the current version serving; report the rejected one (state file, log, model tag)."""
+        self.rejected = version
+        log.error("champion version %s rejected, version %s keeps serving: %s", version, self.version, reason)
+        self._write_state("serving", rejected={"version": version, "reason": reason})
+        try:
+            from mlflow import MlflowClient
+
+            MlflowClient(self.settings.mlflow_tracking_uri).set_model_version_tag(
+                self.settings.model_name, version, REJECTED_TAG, reason[:1000])
+        except Exception as exc:  # the registry down must not stop serving
+            log.warning("could not tag version %s as rejected in MLflow: %s", version, exc)
 
     def _stop_child(self) -> None:
-        if self.child and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
-            try:
-                self.child.wait(30)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait()
+        if self.child:
+            _stop(self.child)
         self.child = None
 
     def run(self, stop: threading.Event) -> None:
@@ -116,27 +218,49 @@ class ServingSupervisor:
                 except Exception as exc:  # registry down: keep serving what we have
                     log.warning("cannot read the champion alias from MLflow (%s); retrying", exc)
                     wanted = self.version
+                running = self.child is not None and self.child.poll() is None
                 if wanted is None and self.child is None:
                     self._write_state("waiting",
                                       reason=f"no {CHAMPION_ALIAS} alias on {self.settings.model_name}")
-                elif wanted != self.version or self.child is None or self.child.poll() is not None:
-                    if self.version and wanted != self.version:
-                        log.info("champion moved from version %s to %s: restarting", self.version, wanted)
-                    self._stop_child()
+                elif running and wanted not in (self.version, self.rejected):
+                    log.info("champion moved from version %s to %s", self.version, wanted)
                     try:
-                        self._start(wanted)
-                        failures = 0
+                        self._try(wanted)
                     except RuntimeError as exc:
-                        failures += 1
-                        self._write_state("failed", reason=str(exc))
-                        log.error("%s; retrying in %d s", exc, min(2 ** failures, 60))
+                        self._reject(wanted, str(exc))
+                    else:
                         self._stop_child()
-                        stop.wait(min(2 ** failures, 60))
-                        continue
+                        self._start_or_fail(wanted, stop)
+                elif not running and wanted is not None:
+                    version = self.version if wanted == self.rejected and self.version else wanted
+                    self._stop_child()
+                    failures = 0 if self._start_or_fail(version, stop, failures) else failures + 1
+                    continue
                 stop.wait(self.poll_seconds)
         finally:
             self._stop_child()
             self._write_state("stopped")
+
+    def _start_or_fail(self, version: str, stop: threading.Event, failures: int = 0) -> bool:
+        try:
+            self._start(version)
+            return True
+        except RuntimeError as exc:
+            self._write_state("failed", reason=str(exc))
+            log.error("%s; retrying in %d s", exc, min(2 ** (failures + 1), 60))
+            self._stop_child()
+            stop.wait(min(2 ** (failures + 1), 60))
+            return False
+
+
+def _stop(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def serve(settings: Settings, state_file: Path | None = None, poll_seconds: float = 15.0) -> None:

@@ -50,6 +50,11 @@ class Settings:
     x_capture_mode: str
     data_dir: Path
     superset_url: str = DEFAULT_SUPERSET_URL
+    statement_timeout_seconds: int = 600
+    lock_timeout_seconds: int = 30
+    classify_stall_seconds: int = 1200
+    quarantine_retention_days: int = 30
+    batch_log_retention_days: int = 30
 
     def require(self, field: str) -> str:
         """The value of an optional secret that the calling stage cannot do without."""
@@ -221,6 +226,13 @@ def _table_prefix(env: Mapping[str, str], version: int) -> str:
     return value
 
 
+def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = env.get(name, "").strip() or str(default)
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise SettingsError(f"{name}={value!r} must be a whole number from {low} to {high}.")
+    return int(value)
+
+
 def timed_schedules(env: Mapping[str, str] | None = None) -> bool:
     """AI_TWEETS_TIMED_SCHEDULES: `on` (the default) keeps the DAGs' timed schedules (annotate
     every 10 minutes, the classify watchdog every 5, the health check every 15); `off` leaves
@@ -271,4 +283,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         x_capture_mode=capture_mode,
         data_dir=data_dir if data_dir.is_absolute() else PROJECT_ROOT / data_dir,
         superset_url=_http_url(env, "SUPERSET_URL") if env.get("SUPERSET_URL", "").strip() else DEFAULT_SUPERSET_URL,
+        statement_timeout_seconds=_whole_number(env, "STREAMINGDB_STATEMENT_TIMEOUT", 600, 1, 86_400),
+        lock_timeout_seconds=_whole_number(env, "STREAMINGDB_LOCK_TIMEOUT", 30, 1, 3_600),
+        classify_stall_seconds=_whole_number(env, "CLASSIFY_STALL_SECONDS", 1200, 30, 86_400),
+        quarantine_retention_days=_whole_number(env, "QUARANTINE_RETENTION_DAYS", 30, 0, 36_500),
+        batch_log_retention_days=_whole_number(env, "BATCH_LOG_RETENTION_DAYS", 30, 0, 36_500),
     )

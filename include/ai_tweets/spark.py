@@ -55,30 +55,19 @@ def spark_session(app_name: str, master: str | None = None, shuffle_partitions: 
     )
 
 
-def start_kafka_query(spark, settings, *, name: str, checkpoint: Path, starting_offsets: str, max_offsets: int,
-                      available_now: bool, trigger_seconds: float, on_batch):
-    """A checkpointed Structured Streaming query over the tweets topic: each micro-batch goes to
-    `on_batch(dataframe, batch_id)`. Exactly once together with idempotent writes: offsets are
-    committed only after `on_batch` returns, so a crash replays the batch."""
-    stream = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-        .option("subscribe", settings.tweets_topic)
-        .option("startingOffsets", starting_offsets)
-        .option("maxOffsetsPerTrigger", str(max_offsets))
-        .option("failOnDataLoss", "false")
-        .load()
-    )
-    writer = stream.writeStream.queryName(name).option("checkpointLocation", str(checkpoint)).foreachBatch(on_batch)
-    writer = (writer.trigger(availableNow=True) if available_now
-              else writer.trigger(processingTime=f"{trigger_seconds} seconds"))
-    return writer.start()
+class StreamStopped(RuntimeError):
+    """A streaming query failed; the message is Spark's account of why (e.g. data lost in Kafka)."""
 
 
 def run_until_stopped(spark, query) -> None:
     """Wait for a query (available-now ends by itself; Ctrl-C stops a continuous one), then stop Spark."""
+    from pyspark.errors import StreamingQueryException
+
     try:
         query.awaitTermination()
     except KeyboardInterrupt:
         query.stop()
-    spark.stop()
+    except StreamingQueryException as exc:
+        raise StreamStopped(f"the streaming query {query.name} stopped: {str(exc).strip()[:3000]}") from exc
+    finally:
+        spark.stop()

@@ -36,11 +36,20 @@ class DatabaseUnavailable(RuntimeError):
 
 def connect(settings: Settings, attempts: int = 6, first_delay: float = 1.0,
             autocommit: bool = False) -> psycopg.Connection:
-    """Connect to streamingdb, retrying with exponential backoff while the server is down."""
+    """Connect to streamingdb, retrying with exponential backoff while the server is down.
+
+    Nothing hangs unnoticed: every statement is cancelled after STREAMINGDB_STATEMENT_TIMEOUT
+    seconds, a lock wait after STREAMINGDB_LOCK_TIMEOUT, and a session idle inside a
+    transaction for as long as a statement may run is closed by the server. The errors are
+    OperationalErrors, so `in_transaction` retries the write and then names what failed."""
     delay = first_delay
+    options = (f"-c statement_timeout={settings.statement_timeout_seconds}s "
+               f"-c lock_timeout={settings.lock_timeout_seconds}s "
+               f"-c idle_in_transaction_session_timeout={settings.statement_timeout_seconds}s")
     for attempt in range(1, attempts + 1):
         try:
-            return psycopg.connect(settings.streamingdb_conninfo, connect_timeout=10, autocommit=autocommit)
+            return psycopg.connect(settings.streamingdb_conninfo, connect_timeout=10, autocommit=autocommit,
+                                   options=options)
         except psycopg.OperationalError as exc:
             if attempt == attempts:
                 raise DatabaseUnavailable(
@@ -126,6 +135,8 @@ def ensure_quarantine_table(conn: psycopg.Connection) -> None:
             quarantined_at  timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (target_table, topic, kafka_partition, kafka_offset)
         )""").format(table=identifier(QUARANTINE_TABLE)))
+    conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {table} (quarantined_at)").format(
+        index=sql.Identifier(f"{QUARANTINE_TABLE}_at_idx"), table=identifier(QUARANTINE_TABLE)))
 
 
 @dataclass(frozen=True)

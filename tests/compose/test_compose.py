@@ -412,3 +412,19 @@ def test_docker_compose_config_accepts_the_file() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_resources_are_bounded(services: dict[str, dict]) -> None:
+    """Kafka keeps a partition by time and by size, the producer has a default rate, container
+    logs rotate, and PostgreSQL commits synchronously."""
+    kafka = services["kafka"]["environment"]
+    assert int(kafka["KAFKA_LOG_RETENTION_HOURS"]) > 0 and int(kafka["KAFKA_LOG_RETENTION_BYTES"]) > 0
+    init = " ".join(services["kafka-init"]["command"])
+    assert "--config=retention.ms=" in init and "--config=retention.bytes=" in init
+    producer = services["tweet-producer"]
+    assert "--rate" in " ".join(producer["command"])
+    assert producer["environment"]["PRODUCER_RATE"] == "${PRODUCER_RATE:-50}"
+    for name, service in services.items():
+        if service.get("restart") in ("unless-stopped", "always"):
+            assert service.get("logging", {}).get("options", {}).get("max-size"), f"{name}: logs are not rotated"
+    assert "synchronous_commit=on" in services["postgres"]["command"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from psycopg import sql
@@ -94,6 +95,17 @@ class Isolated:
             producer.produce(self.settings.tweets_topic, key=key, value=value)
             producer.poll(0)
         assert producer.flush(60) == 0
+
+
+def arrow_batch(topic: str, values: list[bytes | None], first_offset: int):
+    """What Spark hands a stream job's partition writer: one Arrow batch of Kafka messages."""
+    import pyarrow as pa
+
+    now = datetime.now(UTC)
+    return pa.RecordBatch.from_pydict({
+        "topic": [topic] * len(values), "partition": [0] * len(values),
+        "offset": list(range(first_offset, first_offset + len(values))), "key": [None] * len(values),
+        "value": values, "timestamp": [now] * len(values)})
 
 
 MALFORMED = [

@@ -84,3 +84,37 @@ class ModelServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+BROKEN_MODEL = '''
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class Broken(PythonModel):
+    """Loads, then fails every prediction: what a bad champion looks like to model serving."""
+
+    def predict(self, context, model_input, params=None):
+        raise ValueError("this model is broken on purpose")
+
+
+mlflow.models.set_model(Broken())
+'''
+
+
+def register_broken_model(settings: Settings, folder: Path, champion: bool = True) -> str:
+    """A model version that loads but answers every request with an error; returns the version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    code = folder / "broken_model.py"
+    code.write_text(BROKEN_MODEL)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment("integration-tests")
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(code),
+                                       registered_model_name=settings.model_name)
+    version = str(info.registered_model_version)
+    if champion:
+        MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(settings.model_name, "champion", version)
+    return version

@@ -12,7 +12,11 @@ import time
 import uuid
 
 import pytest
-from capture_helpers import ROOT, Isolated, python_env
+from capture_helpers import ROOT, Isolated, arrow_batch, python_env
+from hostile import MESSAGES
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from model_helpers import ModelServer, free_port, register_model
 
 from ai_tweets.capture import produce_tweets
@@ -191,3 +195,113 @@ def test_cli_predict_and_the_serving_endpoint_agree(served, tmp_path):
     assert np.allclose(predicted["ai_probability"], [row["ai_probability"] for row in served_rows], atol=1e-6)
     assert predicted["label"].tolist() == [row["label"] for row in served_rows]
     assert {row["model_version"] for row in served_rows} == {version}
+
+
+# --- issue 14: isolation, side effects after the commit, a bad champion, the watchdog --------
+
+
+@hypothesis_settings(max_examples=15, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@given(st.lists(MESSAGES, min_size=1, max_size=10))
+def test_a_fuzzed_micro_batch_is_written_by_the_classify_job_s_partition_writer(served, values):
+    from ai_tweets.classify import ClassifyOptions, classify_job, ensure_tables, to_item
+    from ai_tweets.storage import connect
+    from ai_tweets.stream import Message, parse_messages, write_partition
+
+    env, settings, _, _ = served
+    with connect(settings) as conn:
+        ensure_tables(conn)
+    topic = f"fuzz-classify-{uuid.uuid4().hex[:8]}"
+    items, bad = parse_messages([Message(topic, 0, i, None, v) for i, v in enumerate(values)], to_item)
+    job = classify_job(settings, ClassifyOptions(max_wait_seconds=60), f"fuzz_{topic.replace('-', '_')}")
+    stats = next(write_partition(iter([arrow_batch(topic, values, 0)]), settings, job)).to_pydict()
+    assert stats["messages"] == [len(values)] and stats["quarantined"] == [len(bad)]
+    iso = Isolated(env=env, settings=settings)
+    stored = iso.query("SELECT count(*) FROM ingest_quarantine WHERE target_table = 'ai_tweets' AND topic = %s",
+                       (topic,))[0][0]
+    assert stored == len(bad)
+
+
+def test_x_errors_never_fail_a_batch_and_each_process_asks_x_once(served, tmp_path):
+    """Live retweets with X answering 429 to GET /2/users/me: the job classifies everything, records
+    the decisions, and its long-lived Retweeters stop asking (no request per batch)."""
+    from fakes.fake_x_api import ME_PATH, FakeXApi
+
+    iso, ids, texts = _stream(served, tmp_path, 5_000, seed=48)
+    expected = _predicted_ai(iso, tmp_path, ids, texts, served[3])
+    with FakeXApi() as api:
+        api.reject_next("me", 1000, status=429, reset_in=900)
+        live = {**iso.env, "X_RETWEET_DRY_RUN": "false", "X_API_KEY": "k", "X_API_SECRET": "s",
+                "X_ACCESS_TOKEN": "1000-t", "X_ACCESS_TOKEN_SECRET": "ts", "X_API_BASE_URL": api.base_url,
+                "X_RETWEETS_PER_15_MIN": "50"}
+        result = subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "classify.py"), "--available-now",
+                                 "--retweet", "--max-offsets", "500"], env=python_env(**live), capture_output=True,
+                                text=True, timeout=600)
+        asked = len(api.requests_to("GET", ME_PATH))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert set(_classified(iso, ids)) == expected, "every AI tweet is written although X fails"
+    batches = iso.query("SELECT count(*) FROM classify_batches WHERE query_name = %s",
+                        (f"classify_{iso.settings.tweets_topic}".replace("-", "_"),))[0][0]
+    assert batches >= 10 and 1 <= asked <= 4, f"{asked} GET /2/users/me for {batches} batches"
+    actions = dict(iso.query("SELECT action, count(*) FROM retweets WHERE tweet_id = ANY(%s) GROUP BY 1", (ids,)))
+    assert "pending" not in actions and actions.get("failed", 0) >= 1, actions
+
+
+def test_a_champion_that_fails_its_smoke_test_keeps_the_previous_one_serving(served, tmp_path):
+    from mlflow import MlflowClient
+    from model_helpers import register_broken_model
+
+    from ai_tweets.health import ServiceDown, check_champion
+
+    env, settings, server, _ = served
+    good = server.state()["version"]
+    broken = register_broken_model(settings, tmp_path)
+    try:
+        state = server.wait_for("serving", version=good, timeout=10)
+        deadline = time.monotonic() + 300
+        while "rejected" not in state:
+            assert time.monotonic() < deadline, f"the broken champion was not reported: {state}"
+            time.sleep(1)
+            state = server.state()
+        assert state["version"] == good and state["rejected"]["version"] == broken
+        assert "broken on purpose" in state["rejected"]["reason"] or "HTTP" in state["rejected"]["reason"]
+        with pytest.raises(ServiceDown, match=f"rejected champion version {broken}.*previous version keeps serving"):
+            check_champion(settings)
+        iso, ids, texts = _stream(served, tmp_path, 2_000, seed=49)
+        _classify(iso, "--available-now")
+        assert set(_classified(iso, ids).values()) == {good}, "the stream goes on with the previous version"
+    finally:
+        MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(settings.model_name, "champion", good)
+
+
+def test_the_watchdog_restarts_a_stalled_classify_job_and_says_so(served, tmp_path, monkeypatch):
+    from ai_tweets.jobs import ensure_classifier, job_status, stop_job
+
+    env, settings, _, _ = served
+    iso, ids, _ = _stream(served, tmp_path, 2_000, seed=50)
+    for key, value in {**iso.env, "CLASSIFY_STALL_SECONDS": "30"}.items():
+        monkeypatch.setenv(key, value)
+    first = ensure_classifier(serving_wait=60)
+    assert first["state"] == "started"
+    try:
+        deadline = time.monotonic() + 300
+        while iso.query("SELECT coalesce(sum(rows_in), 0) FROM classify_batches WHERE query_name = %s",
+                        (f"classify_{iso.settings.tweets_topic}".replace("-", "_"),))[0][0] < len(ids):
+            assert time.monotonic() < deadline, "the job did not get through the topic"
+            time.sleep(1)
+        time.sleep(3)  # the batch's offsets are committed after its log row
+        assert ensure_classifier()["state"] == "running", "caught up: nothing waits, so it is not stalled"
+        os.killpg(first["pid"], signal.SIGSTOP)  # hung: alive, but no batch any more
+        more = [normalize(item.payload).id for item in generate(2_000, seed=51)]
+        produce_tweets("generate", count=2_000, seed=51, settings=iso.settings)
+        time.sleep(35)
+        restarted = ensure_classifier()
+        assert restarted["state"] == "restarted" and restarted["pid"] != first["pid"]
+        assert restarted["reason"].startswith("stalled: no batch for") and "messages wait" in restarted["reason"]
+        deadline = time.monotonic() + 300
+        while not set(_classified(iso, more)):
+            assert time.monotonic() < deadline, "the restarted job wrote nothing"
+            time.sleep(1)
+        assert job_status("classify", load_settings())["state"] == "running"
+    finally:
+        stop_job("classify", load_settings())

@@ -4,6 +4,7 @@ continuous ingest job, and a service restarted while a paced stream is produced.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -54,9 +55,21 @@ class Restart:
     report: object  # the producer's ProduceReport
 
 
-def restart_while_producing(iso, items: list, rate: float, service: str, down_seconds: float) -> Restart:
-    """Produce `items` at `rate` a second; once a tenth is in the raw table, stop `service`,
-    wait `down_seconds`, start it again; returns when the producer has finished."""
+def kill_9_postgres() -> None:
+    """SIGKILL to the whole PostgreSQL server (postmaster and backends): a crash, nothing flushed."""
+    from stack_control import ROOT
+
+    pid = int((ROOT / ".local" / "run" / "postgres.pid").read_text().split()[0])
+    os.killpg(pid, signal.SIGKILL)
+    wait_until(lambda: subprocess.run(["pgrep", "-g", str(pid)], capture_output=True).returncode != 0, 60,
+               "the killed PostgreSQL processes to be gone", every=0.2)
+
+
+def restart_while_producing(iso, items: list, rate: float, service: str, down_seconds: float,
+                            kill_9: bool = False) -> Restart:
+    """Produce `items` at `rate` a second; once a tenth is in the raw table, stop `service` (with
+    kill_9: kill PostgreSQL with SIGKILL), wait `down_seconds`, start it again; returns when the
+    producer has finished."""
     from stack_control import stack
 
     from ai_tweets.kafka import produce
@@ -68,7 +81,10 @@ def restart_while_producing(iso, items: list, rate: float, service: str, down_se
     wait_until(lambda: iso.counts(iso.raw_table)[0] > len(items) // 10, 180, "the first tweets in the raw table")
     before = iso.counts(iso.raw_table)[0]
     began = time.monotonic()
-    stack("down", service)
+    if kill_9:
+        kill_9_postgres()
+    else:
+        stack("down", service)
     time.sleep(down_seconds)
     stack("up", service)
     seconds = time.monotonic() - began

@@ -70,3 +70,30 @@ def test_postgres_restart_during_capture_then_down_during_a_stage(disruptive, tm
             f"= distinct = expected, 0 missing, {caught_up:.0f} s after the producer ended. `ai-tweets prepare` with "
             f"PostgreSQL down gave up after {gave_up:.0f} s of retries with {message[:160]!r}; the same "
             f"command succeeded once it was back")
+
+
+def test_postgres_killed_9_during_ingest_loses_no_acknowledged_row(disruptive, tmp_path, figures):
+    """SIGKILL, not a fast shutdown: nothing is flushed. With synchronous_commit on, every
+    transaction the job saw committed (and whose offsets Spark then committed) survives."""
+    count = sized(short=20_000, long=100_000)
+    rate = count / 40
+    iso = Isolated.create(tmp_path, version=900_000 + secrets.randbelow(100_000))
+    tweets = [normalize(generated.payload) for generated in generate(count, seed=72)]
+    ids = {tweet.id for tweet in tweets}
+    log = tmp_path / "ingest.log"
+    job = start_ingest(iso, log)
+    try:
+        restart = restart_while_producing(iso, tweets, rate, "postgres", down_seconds=3, kill_9=True)
+        assert restart.report.failed == 0, restart.report.line()
+        wait_until(lambda: iso.counts(iso.raw_table) == (len(ids), len(ids)), 600,
+                   f"{len(ids):,} distinct tweets in {iso.raw_table}")
+        assert job.poll() is None, f"the ingest job must ride out the crash:\n{log.read_text()[-3000:]}"
+    finally:
+        job.terminate()
+        job.wait(60)
+    assert restart.rows_before < len(ids), "the crash must land while tweets are still arriving"
+    synchronous = iso.query("SHOW synchronous_commit")[0][0]
+    assert synchronous == "on"
+    figures(f"{count:,} tweets at {rate:,.0f}/s; PostgreSQL killed -9 after {restart.rows_before:,} rows, up again "
+            f"in {restart.seconds:.0f} s (crash recovery); synchronous_commit={synchronous}; ingest kept running; "
+            f"{len(ids):,} rows = distinct = expected, 0 missing")

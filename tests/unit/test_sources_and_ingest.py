@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from ai_tweets.ingest import validate_messages
+from ai_tweets.ingest import raw_row
 from ai_tweets.schema import MalformedInput, Tweet
 from ai_tweets.settings import SettingsError
 from ai_tweets.sources import paced, replay_file
+from ai_tweets.stream import Message, parse_messages
 
 V2_ITEM = {"data": {"id": "1300000000000000001", "text": "New paper on transformers https://t.co/abc",
                     "created_at": "2020-04-05T10:00:00.000Z", "author_id": "42", "lang": "en",
@@ -72,12 +73,13 @@ def test_paced_holds_the_rate():
     assert time.monotonic() - began >= 0.19
 
 
-def test_validate_messages_keeps_good_rows_and_quarantines_the_rest():
+def test_ingest_rows_keep_good_messages_and_quarantine_the_rest():
     good_value = json.dumps({"id": "5", "text": "hello", "created_at": "2020-01-01T00:00:00Z"}).encode()
     values = [good_value, b"nope", None, json.dumps({"id": "6", "text": None, "created_at": "x"}).encode(),
               good_value]
-    rows, bad = validate_messages(["t"] * 5, [0, 1, 1, 2, 3], [10, 11, 12, 13, 14],
-                                  [b"5", None, b"k", b"6", b"5"], values)
+    messages = [Message("t", partition, offset, key, value) for partition, offset, key, value in
+                zip([0, 1, 1, 2, 3], [10, 11, 12, 13, 14], [b"5", None, b"k", b"6", b"5"], values, strict=True)]
+    rows, bad = parse_messages(messages, raw_row)
     assert list(rows) == [5], "a tweet repeated within a batch is written once"
     row = rows[5]
     assert (row[0], row[1], row[-3], row[-2], row[-1]) == (5, "hello", good_value.decode(), 0, 10)
