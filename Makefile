@@ -13,7 +13,7 @@ SOURCE ?= generate
 FILE ?=
 COUNT ?= 20000
 
-.PHONY: help install up down status logs demo test test-unit lint bench reliability clean
+.PHONY: help install up down status logs demo test test-unit lint bench quality reliability clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ demo: up ## the main job: bring the stack up and run the pipeline's DAGs through
 
 bench: up ## every benchmark on the local stack; figures printed and written to .local/bench/RESULTS.md
 	$(VENV_BIN)/python benchmarks/run_all.py
+
+quality: up ## quality on held-out real tweets and the active-learning loop (needs ../shared/data; ~1 h)
+	$(VENV_BIN)/python benchmarks/quality.py
 
 reliability: install ## the reliability suite at full size (100,000 tweets, repeated kill -9; stops and restarts services)
 	RELIABILITY_SCALE=long RELIABILITY_ON_RUNNING_STACK=1 $(VENV_BIN)/python -m pytest tests/reliability

@@ -10,10 +10,10 @@ names the service, its address and what to do. The checks are
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
+from ai_tweets.dag_support import every, stage_task
 from ai_tweets.health import check_service
-from ai_tweets.schedules import every
 
 SERVICES = ("postgres", "kafka", "mlflow", "label_studio")
 
@@ -34,7 +34,7 @@ SERVICES = ("postgres", "kafka", "mlflow", "label_studio")
 )
 def service_health():
     for service in SERVICES:
-        task(check_service, task_id=f"check_{service}")(service)
+        stage_task(check_service, task_id=f"check_{service}")(service)
 
 
 service_health()
