@@ -457,41 +457,27 @@ class Pick:
 
 def _choose(conn: psycopg.Connection, settings: Settings, tables: Mapping[str, str], count: int, strategy: str,
             model_uri: str | None, test_share: float, model_pool: int, report: dict) -> list[Pick]:
-    """Up to `count` picks, most uncertain first: `test_share` of them from the test split."""
+    """Up to `count` picks, most uncertain first: `test_share` of them reserved for the test
+    split's most uncertain, the rest the most uncertain of every split (test included)."""
     if count <= 0:
         return []
-    groups = {"test": {s: t for s, t in tables.items() if s == "test"},
-              "learn": {s: t for s, t in tables.items() if s != "test"}}
-    quota = {"test": round(count * test_share) if groups["test"] else 0}
-    quota["learn"] = count - quota["test"]
     order = "weak" if strategy == "weak" else "seeded"
-    pools = {name: _select_candidates(conn, group, order, model_pool if strategy == "model" else count)
-             if group else [] for name, group in groups.items()}
-    scores = None
+    pool = _select_candidates(conn, tables, order, model_pool if strategy == "model" else count + model_pool)
+    ranked = [Pick(c, c.weak_prob) for c in pool]
     if strategy == "model":
-        everyone = [c for pool in pools.values() for c in pool]
-        scores = _model_scores(settings, [c.text for c in everyone], model_uri) if everyone else None
+        scores = _model_scores(settings, [c.text for c in pool], model_uri) if pool else None
         if scores is None:
-            report["strategy"] = strategy = "weak"
-            pools = {name: _select_candidates(conn, group, "weak", count) if group else []
-                     for name, group in groups.items()}
+            report["strategy"] = "weak"
+            ranked = [Pick(c, c.weak_prob) for c in _select_candidates(conn, tables, "weak", count + model_pool)]
         else:
             report["model_uri"], report["threshold"] = scores.uri, scores.threshold
-    ranked: dict[str, list[Pick]] = {}
-    if scores is not None:
-        by_id = dict(zip((c.tweet_id for pool in pools.values() for c in pool), scores.probabilities, strict=True))
-        for name, pool in pools.items():
-            ranked[name] = [Pick(c, p, p, scores.threshold) for c, p in
-                            most_uncertain(pool, [by_id[c.tweet_id] for c in pool], len(pool), scores.threshold)]
-    else:
-        ranked = {name: [Pick(c, c.weak_prob) for c in pool] for name, pool in pools.items()}
-    # A group with too few candidates leaves its quota to the other.
-    shortfall = {name: max(0, quota[name] - len(ranked[name])) for name in ranked}
-    quota = {"test": quota["test"] + shortfall["learn"], "learn": quota["learn"] + shortfall["test"]}
-    picks = ranked["test"][:quota["test"]] + ranked["learn"][:quota["learn"]]
-    if scores is not None:
-        picks.sort(key=lambda pick: abs(pick.probability - scores.threshold))
-    return picks
+            ranked = [Pick(c, p, p, scores.threshold) for c, p in
+                      most_uncertain(pool, scores.probabilities, len(pool), scores.threshold)]
+    reserved = [pick for pick in ranked if pick.candidate.split == "test"][:round(count * test_share)]
+    chosen = {pick.candidate.tweet_id for pick in reserved}
+    rest = [pick for pick in ranked if pick.candidate.tweet_id not in chosen][:count - len(reserved)]
+    rank = {pick.candidate.tweet_id: position for position, pick in enumerate(ranked)}
+    return sorted(reserved + rest, key=lambda pick: rank[pick.candidate.tweet_id])
 
 
 def pull_annotations(settings: Settings, *, title: str | None = None, retry: Retry | None = None) -> dict:

@@ -66,7 +66,6 @@ DEVELOPMENT_DATA = PROJECT_ROOT.parent / "shared" / "data"
 TEXTS_FILE, LABELS_FILE = "tweets_2020_text.jsonl", "tweets_2020_labels.csv"
 EXPERIMENT = "ai-tweets-quality"
 STRATEGIES = {"uncertainty": "model", "random": "random"}  # curve name → the annotate stage's strategy
-ANNOTATOR = "annotator@ai-tweets.local"
 RAW_PREFIX = "quality"
 FIRST_VERSION = 900_001  # dataset versions of the loops: far from a user's own
 # The keyword baseline: any AI phrase, or the acronyms AI, ML, NLP in capitals.
@@ -168,23 +167,15 @@ def scores(rows: Rows, predicted: Iterable[int]) -> dict[str, float]:
 # --- a person in Label Studio, played from the answers ------------------------------------------
 
 class SimulatedAnnotator:
-    """Answers the tasks of a project through Label Studio's API as its own named user (logged
-    in with a password, like a person, with its own token): the label of the tweet's
-    normalized text when the answers have one, a skip otherwise."""
+    """Answers the tasks of a project through Label Studio's API as a person would: it signs up
+    with the organization's invite link (its own user, password and token) and gives each task
+    the label of the tweet's normalized text when the answers have one, a skip otherwise."""
 
-    def __init__(self, settings: Settings, answers: Mapping[str, int], email: str = ANNOTATOR):
+    def __init__(self, settings: Settings, answers: Mapping[str, int], email: str):
         from ai_tweets.annotation import label_studio_client
 
         self.answers, self.email = answers, email
-        admin = label_studio_client(settings)
-        password = secrets.token_urlsafe(18)
-        found = [user for user in admin.users.list() if user.email == email]
-        if found:
-            admin.users.update(id=found[0].id, password=password)
-        else:
-            organization = admin.users.get_current_user().active_organization
-            admin.users.create(username=email, email=email, password=password, active_organization=organization)
-        token = _login_token(settings.label_studio_url, email, password)
+        token = _sign_up(settings, email, secrets.token_urlsafe(18))
         self.client = label_studio_client(replace(settings, label_studio_api_key=token))
         self.user_id = self.client.users.whoami().id
 
@@ -208,18 +199,28 @@ class SimulatedAnnotator:
         return done
 
 
-def _login_token(url: str, email: str, password: str) -> str:
-    """Log in through Label Studio's login form and read the user's API token."""
+def _sign_up(settings: Settings, email: str, password: str) -> str:
+    """Sign `email` up through the organization's invite link (Label Studio's own sign-up form,
+    which works without open sign-up) and return the new user's API token."""
+    import re as regex
+
     import requests
 
+    url = settings.label_studio_url
+    invite = requests.get(f"{url}/api/invite", timeout=30,
+                          headers={"Authorization": f"Token {settings.require('label_studio_api_key')}"})
+    invite.raise_for_status()
+    signup = f"{url}{invite.json()['invite_url']}"
     with requests.Session() as session:
-        session.get(f"{url}/user/login/", timeout=30).raise_for_status()
-        form = {"email": email, "password": password, "csrfmiddlewaretoken": session.cookies.get("csrftoken", "")}
-        session.post(f"{url}/user/login/", data=form, headers={"Referer": f"{url}/user/login/"},
-                     timeout=30).raise_for_status()
+        page = session.get(signup, timeout=30)
+        page.raise_for_status()
+        csrf = regex.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        form = {"email": email, "password": password, "csrfmiddlewaretoken": csrf.group(1) if csrf else ""}
+        session.post(signup, data=form, headers={"Referer": signup}, timeout=30, allow_redirects=False)
         answer = session.get(f"{url}/api/current-user/token", timeout=30)
         if answer.status_code != 200:
-            raise RuntimeError(f"Label Studio at {url} did not log {email} in (HTTP {answer.status_code})")
+            raise RuntimeError(f"Label Studio at {url} did not sign {email} up (HTTP {answer.status_code}): is the "
+                               f"address taken already?")
         return answer.json()["token"]
 
 
@@ -256,6 +257,11 @@ class Loop:
 def loop_settings(strategy: str, version: int, run_id: str, base: Mapping[str, str] | None = None) -> Settings:
     return load_settings(base, tweets_topic=f"quality-{run_id}-{strategy}", raw_table_prefix=RAW_PREFIX,
                          dataset_version=version, model_name=f"ai-tweet-classifier-quality-{strategy}")
+
+
+def annotator_email(settings: Settings) -> str:
+    """The simulated annotator of one loop of one run (a new Label Studio user each time)."""
+    return f"annotator-{settings.tweets_topic}@ai-tweets.local"
 
 
 def reset(settings: Settings) -> None:
@@ -389,7 +395,7 @@ def run_loop(loop: Loop, data: LoopData, rounds: int, per_round: int, epochs: in
         loop.settings, prepared["weak_labels"]["mlflow_run_id"], evaluation.texts))
     first = train_and_score(loop, data, 0, 0, 0, 0, began, epochs)
     progress(_round_line(first))
-    annotator = SimulatedAnnotator(loop.settings, data.answers)
+    annotator = SimulatedAnnotator(loop.settings, data.answers, annotator_email(loop.settings))
     for number in range(1, rounds + 1):
         began = time.monotonic()
         learner = f"models:/{loop.settings.model_name}/{loop.rounds[-1].model_version}"

@@ -55,7 +55,7 @@ def test_the_gold_labels_are_the_simulated_annotators_and_match_the_answers(loop
             "SELECT label_source, sum(tweets) FROM label_counts WHERE dataset_version = %s AND label <> 'abstain' "
             "GROUP BY 1", (settings.dataset_version,)).fetchall())
     assert len(rows) == loop.rounds[-1].gold_labels
-    assert {who for _, _, who in rows} == {quality.ANNOTATOR}
+    assert {who for _, _, who in rows} == {quality.annotator_email(settings)}
     assert all(data.answers[quality.normalized_text(text)] == label for text, label, _ in rows)
     assert counts["gold"] == len(rows) and counts["weak"] > 0, "the dashboard's label counts are up to date"
     client = label_studio_client(settings)
