@@ -176,9 +176,16 @@ def test_screenshot_of_the_dashboard(settings, provisioned, seeded, tmp_path):
         assert not errors, f"chart errors: {[e.text for e in errors]}"
         text = driver.find_element(By.TAG_NAME, "body").text
         assert "on gold labels of 300 test tweets" in text, "the model quality table shows how versions were judged"
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1600, max(height, 1200))
-        time.sleep(2)  # let ECharts finish its animations after the resize
+        for _ in range(5):  # a taller window can make the page taller: until every chart fits
+            height = driver.execute_script("""
+                const bottoms = [...document.querySelectorAll('[data-test="chart-grid-component"]')]
+                    .map(h => h.getBoundingClientRect().bottom + window.scrollY);
+                return Math.ceil(Math.max(document.documentElement.scrollHeight, ...bottoms) + 40);""")
+            inner, outer = driver.execute_script("return [window.innerHeight, window.outerHeight]")
+            if inner >= height:
+                break
+            driver.set_window_size(1600, height + outer - inner)  # the window's own frame is not page
+            time.sleep(2)  # let ECharts finish its animations after the resize
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(SCREENSHOT))
     with Image.open(SCREENSHOT) as image:
