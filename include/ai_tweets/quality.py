@@ -51,7 +51,9 @@ from ai_tweets.dataset import AI, normalized_text
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import (
+    LABEL_COUNTS,
     LEARNING_CURVE,
+    MODEL_QUALITY,
     SPLITS,
     dedup_table_name,
     identifier,
@@ -265,8 +267,8 @@ def annotator_email(settings: Settings) -> str:
 
 
 def reset(settings: Settings) -> None:
-    """Forget an earlier run of this loop: its tables, Label Studio project, registered model
-    and ingest checkpoint (the topic is new for every run)."""
+    """Forget an earlier run of this loop: its tables and rows in the shared ones, Label Studio
+    project, registered model and ingest checkpoint (the topic is new for every run)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -277,6 +279,9 @@ def reset(settings: Settings) -> None:
                   *(split_table_name(split, settings) for split in SPLITS)]
         for table in tables:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=identifier(table)))
+        ensure_tables(conn, LABEL_COUNTS, MODEL_QUALITY)
+        conn.execute("DELETE FROM label_counts WHERE dataset_version = %s", (settings.dataset_version,))
+        conn.execute("DELETE FROM model_quality WHERE model_name = %s", (settings.model_name,))
         conn.commit()
     client = label_studio_client(settings)
     for project in client.projects.list(title=project_title(settings)):
