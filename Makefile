@@ -25,7 +25,7 @@ SOURCE ?= generate
 FILE ?=
 COUNT ?= 20000
 
-.PHONY: help preflight install up down status logs demo test test-unit lint bench soak reliability clean
+.PHONY: help preflight install up down status logs demo test test-unit lint bench quality soak reliability clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench: up ## every benchmark on the local stack; figures printed and written to 
 
 soak: up ## 30 min of live stream at 1,000 tweets/s with a champion switch and a kill -9; rows, p95, memory
 	"$(VENV_BIN)/python" benchmarks/soak.py --minutes $(or $(SOAK_MINUTES),30) --rate $(or $(SOAK_RATE),1000)
+
+quality: up ## quality on held-out real tweets and the active-learning loop (needs ../shared/data; ~1 h)
+	"$(VENV_BIN)/python" benchmarks/quality.py
 
 reliability: install ## the reliability suite at full size (100,000 tweets, repeated kill -9; stops and restarts services)
 	RELIABILITY_SCALE=long RELIABILITY_ON_RUNNING_STACK=1 "$(VENV_BIN)/python" -m pytest tests/reliability

@@ -4,9 +4,11 @@
 Runs when prepare updates the `dataset_splits` Asset and every 10 minutes (the active-learning
 loop), or by hand with a version. **pull** reads the Label Studio project "AI tweets
 v{version}" back into `gold_label` (who and when; skips stay NULL; edits update; idempotent),
-then **push** tops the queue up with the most uncertain unlabeled tweets of dev, test and train
-(`strategy` weak: |weak_prob - 0.5|; model: the served champion, weak if it is down), each with
-the weak label as a pre-annotation, never a tweet twice. **announce** emits the `gold_labels`
+then **push** tops the queue up with the most uncertain unlabeled tweets of every split, a
+quarter of them from test so that models are judged on gold labels (`strategy` model: the
+champion's probability nearest its threshold, weak until there is a champion; weak:
+|weak_prob - 0.5|; random), each with the weak label as a pre-annotation, never a tweet twice.
+The Label Studio project carries the labeling guide as its instructions. **announce** emits the `gold_labels`
 Asset only when new or changed gold labels arrived, so training follows. Label Studio down:
 the tasks fail with a clear message and retry. Logic: `ai_tweets.annotation`.
 """
@@ -18,7 +20,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from ai_tweets.annotation import pull, push
 from ai_tweets.assets import DATASET_SPLITS, GOLD_LABELS
-from ai_tweets.schedules import assets_or_every
+from ai_tweets.dag_support import assets_or_every, from_trigger, stage_task
 
 
 @dag(
@@ -34,7 +36,7 @@ from ai_tweets.schedules import assets_or_every
     params={
         "dataset_version": Param(0, type="integer", minimum=0),
         "batch_size": Param(100, type="integer", minimum=0),
-        "strategy": Param("weak", type="string", enum=["weak", "model"]),
+        "strategy": Param("model", type="string", enum=["model", "weak", "random"]),
         "max_pending": Param(200, type=["null", "integer"], minimum=0,
                              description="top the queue up to at most this many unlabeled tasks (null: no cap)"),
     },
@@ -43,13 +45,11 @@ def annotate():
     @task
     def target(params=None, triggering_asset_events=None) -> int:
         """The version prepare just split, else the one chosen in the trigger form."""
-        events = [event for events in (triggering_asset_events or {}).values() for event in events]
-        return int(events[-1].extra.get("dataset_version", params["dataset_version"]) if events
-                   else params["dataset_version"])
+        return int(from_trigger(params, triggering_asset_events, "dataset_version")["dataset_version"])
 
     version = target()
-    pulled = task(pull, task_id="pull", execution_timeout=timedelta(minutes=10))(version)
-    pushed = task(push, task_id="push", execution_timeout=timedelta(minutes=20))(
+    pulled = stage_task(pull, task_id="pull", execution_timeout=timedelta(minutes=10))(version)
+    pushed = stage_task(push, task_id="push", execution_timeout=timedelta(minutes=20))(
         version, "{{ params.batch_size }}", "{{ params.strategy }}", "{{ params.max_pending }}")
 
     @task(outlets=[GOLD_LABELS])

@@ -20,6 +20,7 @@ from airflow.sdk import Param, dag, task
 
 from ai_tweets.assets import RAW_TWEETS
 from ai_tweets.capture import produce_tweets, raw_table_report
+from ai_tweets.dag_support import stage_task
 
 INGEST_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "ingest.py")
 # The Kafka connector and JDBC jars (local stack); the Docker image has them in Spark already.
@@ -46,7 +47,7 @@ SPARK_JARS = f"{os.environ['SPARK_JARS_DIR']}/*.jar" if os.environ.get("SPARK_JA
     },
 )
 def capture_tweets():
-    produce = task(produce_tweets, task_id="produce")(
+    produce = stage_task(produce_tweets, task_id="produce")(
         source="{{ params.source }}", count="{{ params.count }}", seconds="{{ params.seconds }}",
         file="{{ params.file }}", seed="{{ params.seed }}")
 

@@ -15,11 +15,11 @@ Logic: `ai_tweets.jobs.ensure_classifier`, `ai_tweets.classify`.
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 
 from ai_tweets.assets import CHAMPION_MODEL
+from ai_tweets.dag_support import assets_or_every, stage_task
 from ai_tweets.jobs import ensure_classifier
-from ai_tweets.schedules import assets_or_every
 
 
 @dag(
@@ -35,7 +35,7 @@ from ai_tweets.schedules import assets_or_every
                                                                 "unless X_RETWEET_DRY_RUN=false)")},
 )
 def classify_stream():
-    task(ensure_classifier, task_id="ensure_classifier_running")(retweet="{{ params.retweet }}")
+    stage_task(ensure_classifier, task_id="ensure_classifier_running")(retweet="{{ params.retweet }}")
 
 
 classify_stream()

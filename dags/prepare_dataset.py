@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 
 from ai_tweets.assets import DATASET_SPLITS, RAW_TWEETS
+from ai_tweets.dag_support import fails_fast, from_trigger, stage_task
 from ai_tweets.prepare import dedup, split, weak_label
 
 
@@ -39,20 +40,17 @@ def prepare_dataset():
     @task
     def target(params=None, triggering_asset_events=None) -> dict:
         """The version a capture just updated, else the one chosen in the trigger form."""
-        events = [event for events in (triggering_asset_events or {}).values() for event in events]
-        extra = events[-1].extra if events else {}
-        return {"raw_table_prefix": extra.get("raw_table_prefix", params["raw_table_prefix"]),
-                "dataset_version": extra.get("dataset_version", params["dataset_version"])}
+        return from_trigger(params, triggering_asset_events, "raw_table_prefix", "dataset_version")
 
     version = target()
-    deduplicated = task(dedup, task_id="dedup")(version["raw_table_prefix"], version["dataset_version"])
-    splits = task(split, task_id="split")(
+    deduplicated = stage_task(dedup, task_id="dedup")(version["raw_table_prefix"], version["dataset_version"])
+    splits = stage_task(split, task_id="split")(
         version["raw_table_prefix"], version["dataset_version"], "{{ params.test_size }}",
         "{{ params.dev_size }}", "{{ params.snorkel_train_size }}", "{{ params.seed }}")
 
     @task(outlets=[DATASET_SPLITS], execution_timeout=timedelta(minutes=30))
     def label(version: dict, seed=None, outlet_events=None) -> dict:
-        report = weak_label(version["dataset_version"], seed=int(seed or 0))
+        report = fails_fast(weak_label)(version["dataset_version"], seed=int(seed or 0))
         outlet_events[DATASET_SPLITS].extra = {"dataset_version": report["dataset_version"],
                                                "splits": report["splits"]}
         return report

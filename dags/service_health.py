@@ -13,11 +13,11 @@ checks are `ai_tweets.health.check_service` (by hand: `ai-tweets health`), the p
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
+from ai_tweets.dag_support import every, stage_task
 from ai_tweets.health import check_service
 from ai_tweets.retention import prune
-from ai_tweets.schedules import every
 
 SERVICES = ("postgres", "kafka", "mlflow", "label_studio", "champion", "stream")
 
@@ -37,8 +37,8 @@ SERVICES = ("postgres", "kafka", "mlflow", "label_studio", "champion", "stream")
     },
 )
 def service_health():
-    checks = [task(check_service, task_id=f"check_{service}")(service) for service in SERVICES]
-    checks >> task(prune, task_id="prune_stream_logs", trigger_rule="all_done")()
+    checks = [stage_task(check_service, task_id=f"check_{service}")(service) for service in SERVICES]
+    checks >> stage_task(prune, task_id="prune_stream_logs", trigger_rule="all_done")()
 
 
 service_health()

@@ -2,11 +2,13 @@
 ### Train the classifier
 
 Runs when the prepare stage updates the splits or new gold labels arrive (or by hand): trains
-the Keras text classifier on `train_dataset_{version}` (gold labels where present, weak
-probabilities elsewhere) with early stopping on dev, evaluates it on the test split (gold
-labels when there are enough, else weak, and says which), logs the run to MLflow and
-registers `ai-tweet-classifier`. The `champion` alias moves only if the new version beats
-the champion on the same test split (else `challenger`); a new champion updates the
+the Keras text classifier (words and the labeling functions' vocabulary as signals) on the
+train and snorkel_train splits (gold labels where present, weighted 5, weak probabilities
+elsewhere) with early stopping on dev, judges it on the test split (gold labels once there are
+`min_gold` of them, else weak labels, and says which in words), logs the run to MLflow,
+registers `ai-tweet-classifier` and writes a row of `model_quality`. The `champion` alias moves
+only if the new version beats the champion on the same test rows, and never to a version
+judged on weak labels over one judged on gold (else `challenger`); a new champion updates the
 `champion_model` Asset, which restarts classification with it. Logic: `ai_tweets.train`.
 """
 
@@ -16,6 +18,7 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ai_tweets.assets import CHAMPION_MODEL, DATASET_SPLITS, GOLD_LABELS
+from ai_tweets.dag_support import fails_fast, from_trigger
 from ai_tweets.train import train_model
 
 
@@ -31,18 +34,17 @@ from ai_tweets.train import train_model
     params={
         "dataset_version": Param(0, type="integer", minimum=0),
         "epochs": Param(30, type="integer", minimum=1, maximum=200),
-        "model_type": Param("naive", enum=["naive"], description="the Keras embedding-bag model"),
-        "min_gold": Param(200, type="integer", minimum=1, description="gold test labels to evaluate on gold"),
+        "min_gold": Param(50, type="integer", minimum=1,
+                          description="gold labels in the test split needed to judge models on gold"),
         "seed": Param(0, type="integer", minimum=0),
     },
 )
 def train_model_dag():
     @task(execution_timeout=timedelta(hours=1))
     def train(params=None, triggering_asset_events=None) -> dict:
-        events = [event for events in (triggering_asset_events or {}).values() for event in events]
-        version = events[-1].extra.get("dataset_version", params["dataset_version"]) if events \
-            else params["dataset_version"]
-        return train_model(version, epochs=params["epochs"], min_gold=params["min_gold"], seed=params["seed"])
+        version = from_trigger(params, triggering_asset_events, "dataset_version")["dataset_version"]
+        return fails_fast(train_model)(version, epochs=params["epochs"], min_gold=params["min_gold"],
+                                       seed=params["seed"])
 
     @task(outlets=[CHAMPION_MODEL])
     def announce_champion(report: dict, outlet_events=None) -> dict:

@@ -99,10 +99,8 @@ class AirflowClient:
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
         """The log of one try of a task, as text (structured log lines joined, one per line)."""
-        answer = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}"
-                                      f"/taskInstances/{task_id}/logs/{try_number}?full_content=true")
         lines = []
-        for entry in answer.get("content") or []:
+        for entry in self._log_entries(dag_id, run_id, task_id, try_number):
             if isinstance(entry, dict):
                 extra = {k: v for k, v in entry.items() if k not in ("event", "timestamp", "level")}
                 lines.append(f"{entry.get('level', '')} {entry.get('event', '')} {json.dumps(extra) if extra else ''}")
@@ -125,6 +123,40 @@ class AirflowClient:
                 last = now
             time.sleep(2)
         if state != "success":
-            raise AirflowError(f"{dag_id} run {run_id} {state}: {self.task_states(dag_id, run_id)}; "
-                               f"see the task logs in the Airflow UI")
+            raise AirflowError(f"{dag_id} run {run_id} {state}: {self.task_states(dag_id, run_id)}"
+                               f"{self.failure_reason(dag_id, run_id)}; see the task logs in the Airflow UI")
         return state
+
+    def failure_reason(self, dag_id: str, run_id: str) -> str:
+        """What the failed tasks of a run said last (the exception of their last try), as text
+        to append to a message; empty when no task failed or the logs cannot be read."""
+        reasons = []
+        for task_id, state in self.task_states(dag_id, run_id).items():
+            if state != "failed":
+                continue
+            try:
+                instance = self.task_instance(dag_id, run_id, task_id)
+                entries = self._log_entries(dag_id, run_id, task_id, instance["try_number"])
+            except AirflowError:
+                continue
+            errors = [_error_text(entry) for entry in entries if _error_text(entry)]
+            if errors:
+                reasons.append(f"\n  {task_id}: {errors[-1]}")
+        return "".join(reasons)
+
+    def _log_entries(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> list:
+        answer = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}"
+                                      f"/taskInstances/{task_id}/logs/{try_number}?full_content=true")
+        return answer.get("content") or []
+
+
+def _error_text(entry: Any) -> str:
+    """The exception (type: message) or error event of one structured log entry, else ''."""
+    if not isinstance(entry, dict):
+        return ""
+    for detail in entry.get("error_detail") or []:
+        if isinstance(detail, dict) and detail.get("exc_type"):
+            return f"{detail['exc_type']}: {detail.get('exc_value', '')}".strip()
+    if str(entry.get("level", "")).lower() in ("error", "critical") and entry.get("event"):
+        return str(entry["event"])
+    return ""

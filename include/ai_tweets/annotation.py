@@ -2,10 +2,13 @@
 
 - `ensure_project`: the Label Studio project of a dataset version ("AI tweets v{version}",
   interface `label_studio/ai_tweet.xml`), created once, found by title afterwards.
-- `push_uncertain_tasks`: unlabeled tweets of the dev, test and train splits, most uncertain
-  first (weak_prob closest to 0.5, or the served model's probability), become tasks with the
-  weak label as a pre-annotation whose `score` is the uncertainty (sort the Data Manager by
-  it, descending: the community edition has no uncertainty sampling of its own).
+- `push_uncertain_tasks`: unlabeled tweets of every split, most uncertain first (strategy
+  `model`: the champion's probability closest to its own decision threshold; `weak`: the weak
+  label's probability closest to 0.5; `random`: the splits' seeded order, the control of
+  `make quality`), become tasks with the weak label as a pre-annotation whose `score` is the
+  uncertainty (sort the Data Manager by it, descending: the community edition has no
+  uncertainty sampling of its own). A share of each batch (`test_share`, 25%) comes from the
+  test split, so that the gold labels that judge the champion grow with the labeling.
 - `pull_annotations`: the latest submitted annotation of each task becomes `gold_label`, with
   who and when; skips leave it NULL; a second pull writes nothing.
 
@@ -33,7 +36,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from ai_tweets.dataset import AI, NOT_AI
+from ai_tweets.dataset import AI, NOT_AI, refresh_label_counts
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 from ai_tweets.storage import connect, table_exists, update_columns
 from ai_tweets.tables import SPLITS, identifier, split_table_name
@@ -44,15 +47,16 @@ if TYPE_CHECKING:  # the SDK is imported by the functions that use it, not by DA
 log = logging.getLogger(__name__)
 
 LABEL_CONFIG_FILE = PROJECT_ROOT / "label_studio" / "ai_tweet.xml"
-PUSH_SPLITS = ("dev", "test", "train")
-STRATEGIES = ("weak", "model")
+LABELING_GUIDE_FILE = PROJECT_ROOT / "label_studio" / "LABELING_GUIDE.md"
+PUSH_SPLITS = SPLITS  # every split: annotations in test judge models, the others teach them
+STRATEGIES = ("model", "weak", "random")
+TEST_SHARE = 0.25  # of each push batch, from the test split
 CHOICES = {AI: "AI", NOT_AI: "Not AI"}  # gold/weak label value → Choice value in the interface
 LABELS = {choice: label for label, choice in CHOICES.items()}
 FROM_NAME, TO_NAME = "label", "text"  # the Choices and Text tags of the interface
 GOLD_COLUMNS = ("gold_label", "gold_labeled_by", "gold_labeled_at")
 IMPORT_CHUNK = 500  # tasks per import request; task ids are recorded after each one
 PAGE_SIZE = 500
-PROBABILITY_COLUMN = "ai_probability"  # the served model's output column (architecture contract)
 
 
 class LabelStudioUnavailable(RuntimeError):
@@ -147,15 +151,23 @@ def label_config() -> str:
     return LABEL_CONFIG_FILE.read_text()
 
 
+def instructions() -> str:
+    """The labeling guide (label_studio/LABELING_GUIDE.md) as the HTML of the project's instructions."""
+    import markdown
+
+    return markdown.markdown(LABELING_GUIDE_FILE.read_text())
+
+
 def ensure_project(client: LabelStudio, title: str, model_version: str | None = None) -> int:
-    """The id of the project called `title`; created with the interface if there is none, its
-    interface updated if the XML changed. Idempotent."""
-    config = label_config()
+    """The id of the project called `title`; created with the interface and the labeling guide
+    as instructions if there is none, both updated if they changed. Idempotent."""
+    config, guide = label_config(), instructions()
     # `title=` filters by substring ("v1" also matches "v12"): keep exact matches only.
     found = sorted(p.id for p in client.projects.list(title=title) if p.title == title)
     if not found:
         project = client.projects.create(
             title=title, label_config=config, model_version=model_version, show_collab_predictions=True,
+            expert_instruction=guide, show_instruction=True,
             description="Is this tweet about AI? Pushed most uncertain first by the annotate DAG; sort "
                         "by prediction score (descending) to label the most uncertain first.")
         log.info("created Label Studio project %r (id %d)", title, project.id)
@@ -164,17 +176,24 @@ def ensure_project(client: LabelStudio, title: str, model_version: str | None = 
         log.warning("%d Label Studio projects are called %r; using the oldest, id %d", len(found), title,
                     found[0])
     project_id = found[0]
-    if client.projects.get(id=project_id).label_config.strip() != config.strip():
+    project = client.projects.get(id=project_id)
+    if project.label_config.strip() != config.strip():
         client.projects.update(id=project_id, label_config=config)
         log.info("updated the labeling interface of project %r (id %d)", title, project_id)
+    if (project.expert_instruction or "").strip() != guide.strip() or not project.show_instruction:
+        client.projects.update(id=project_id, expert_instruction=guide, show_instruction=True)
+        log.info("updated the instructions of project %r (id %d)", title, project_id)
     return project_id
 
 
 # --- the pure parts: uncertainty, task payloads, annotations → gold ------------------------
 
-def uncertainty(probability: float | None) -> float:
-    """1 at P(AI) = 0.5, 0 at 0 or 1; an unknown probability counts as certain (pushed last)."""
-    return 0.0 if probability is None else 1.0 - 2.0 * abs(float(probability) - 0.5)
+def uncertainty(probability: float | None, threshold: float = 0.5) -> float:
+    """1 at the decision threshold, falling linearly to 0 at the farther of 0 and 1; an unknown
+    probability counts as certain (pushed last)."""
+    if probability is None:
+        return 0.0
+    return 1.0 - abs(float(probability) - threshold) / max(threshold, 1.0 - threshold)
 
 
 @dataclass(frozen=True)
@@ -191,11 +210,11 @@ class Candidate:
     weak_prob: float | None
 
 
-def most_uncertain(candidates: Sequence[Candidate], probabilities: Sequence[float], count: int
-                   ) -> list[tuple[Candidate, float]]:
-    """The `count` candidates whose probability is closest to 0.5 (ties: smaller tweet id)."""
+def most_uncertain(candidates: Sequence[Candidate], probabilities: Sequence[float], count: int,
+                   threshold: float = 0.5) -> list[tuple[Candidate, float]]:
+    """The `count` candidates whose probability is closest to `threshold` (ties: smaller tweet id)."""
     pairs = zip(candidates, probabilities, strict=True)
-    return sorted(pairs, key=lambda pair: (abs(pair[1] - 0.5), pair[0].tweet_id))[:count]
+    return sorted(pairs, key=lambda pair: (abs(pair[1] - threshold), pair[0].tweet_id))[:count]
 
 
 def _choice(label: int) -> dict:
@@ -203,9 +222,9 @@ def _choice(label: int) -> dict:
 
 
 def task_payload(candidate: Candidate, probability: float | None, model_version: str,
-                 model_probability: float | None = None) -> dict:
+                 model_probability: float | None = None, threshold: float = 0.5) -> dict:
     """One Label Studio task: the tweet's data and the weak label as a prediction whose score is
-    the uncertainty of `probability` (the one the tweet was picked by)."""
+    the uncertainty of `probability` (the one the tweet was picked by) around `threshold`."""
     c = candidate
     links = [u.get("expanded_url") or u.get("url") for u in c.urls if u.get("expanded_url") or u.get("url")]
     weak = ("none (no labeling function fired)" if c.weak_label not in CHOICES
@@ -222,7 +241,7 @@ def task_payload(candidate: Candidate, probability: float | None, model_version:
     }
     result = [_choice(c.weak_label)] if c.weak_label in CHOICES else []
     return {"data": data, "predictions": [{"model_version": model_version, "result": result,
-                                           "score": round(uncertainty(probability), 6)}]}
+                                           "score": round(uncertainty(probability, threshold), 6)}]}
 
 
 @dataclass(frozen=True)
@@ -341,45 +360,56 @@ def _task_tweet(task: Any) -> tuple[int, str] | None:
     return (tweet_id, split) if split in SPLITS else None
 
 
-def _model_probabilities(settings: Settings, texts: Sequence[str], timeout: float = 120.0) -> list[float] | None:
-    """P(AI) per text from the served model, in one batched request; None if serving is down."""
-    url = f"{settings.model_serving_url}/invocations"
+@dataclass(frozen=True)
+class ModelScores:
+    """P(AI) of candidates from one registered version, and that version's decision threshold."""
+
+    uri: str
+    probabilities: Sequence[float]
+    threshold: float
+
+
+def _model_scores(settings: Settings, texts: Sequence[str], model_uri: str | None) -> ModelScores | None:
+    """The candidates scored in this process by `model_uri` (default: the champion); None when
+    there is no such model yet or MLflow cannot load it (the push then ranks by weak labels)."""
+    from ai_tweets import model as classifier
+
+    uri = model_uri or f"models:/{settings.model_name}@{classifier.CHAMPION}"
     try:
-        response = httpx.post(url, json={"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}},
-                              timeout=timeout)
-        response.raise_for_status()
-        predictions = response.json()["predictions"]
-        probabilities = [float(p[PROBABILITY_COLUMN] if isinstance(p, Mapping) else p) for p in predictions]
-    except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
-        log.warning("model serving at %s did not score the candidates (%s): falling back to the weak "
-                    "labels' uncertainty", url, exc)
+        loaded = classifier.load_classifier(uri, settings.mlflow_tracking_uri)
+        probabilities = classifier.predict_texts(loaded, texts)
+    except Exception as exc:  # no champion yet, MLflow down, a broken artifact: all fall back to weak
+        log.warning("could not score the candidates with %s (%s: %s): ranking by the weak labels' uncertainty",
+                    uri, type(exc).__name__, exc)
         return None
-    if len(probabilities) != len(texts):
-        log.warning("model serving at %s returned %d probabilities for %d texts: falling back to the weak "
-                    "labels' uncertainty", url, len(probabilities), len(texts))
-        return None
-    return probabilities
+    return ModelScores(uri, probabilities.tolist(), float(loaded.unwrap_python_model().threshold))
 
 
 def push_uncertain_tasks(settings: Settings, splits: Sequence[str] = PUSH_SPLITS, batch_size: int = 100,
-                         strategy: str = "weak", max_pending: int | None = None, *, title: str | None = None,
-                         retry: Retry | None = None, model_pool: int = 5_000) -> dict:
+                         strategy: str = "model", max_pending: int | None = None, *, title: str | None = None,
+                         retry: Retry | None = None, model_uri: str | None = None, test_share: float = TEST_SHARE,
+                         model_pool: int = 20_000) -> dict:
     """Push up to `batch_size` unlabeled tweets, most uncertain first, as Label Studio tasks.
 
-    `strategy` "weak" ranks by |weak_prob - 0.5|; "model" ranks a seeded sample of `model_pool`
-    candidates by the served model's |P(AI) - 0.5| (weak if serving is down). `max_pending` tops
-    the queue up to at most that many tasks nobody has labeled or skipped yet.
+    `strategy` "model" scores up to `model_pool` candidates (in the splits' seeded order) with
+    `model_uri` (default: the champion) and ranks them by closeness to that model's threshold,
+    "weak" if there is no model yet; "weak" ranks by |weak_prob - 0.5|; "random" takes them in
+    the splits' seeded order. `test_share` of the batch comes from the test split (less if it
+    has too few candidates). `max_pending` tops the queue up to at most that many tasks nobody
+    has labeled or skipped yet.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"unknown split {unknown[0]!r}; expected some of {', '.join(SPLITS)}")
+    if not 0.0 <= test_share <= 1.0:
+        raise ValueError(f"test_share must be between 0 and 1, not {test_share!r}")
     client = label_studio_client(settings, retry)
     model_version = prediction_model_version(settings)
     project_id = ensure_project(client, title or project_title(settings), model_version)
     report = {"dataset_version": settings.dataset_version, "project_id": project_id, "strategy": strategy,
-              "pushed": 0, "reconciled": 0}
+              "pushed": 0, "pushed_test": 0, "reconciled": 0}
     with connect(settings) as conn:
         tables = _existing_tables(conn, settings, splits)
         if not tables:
@@ -392,39 +422,62 @@ def push_uncertain_tasks(settings: Settings, splits: Sequence[str] = PUSH_SPLITS
             pending = sum(1 for t in tasks if not t.total_annotations and not t.cancelled_annotations)
             room = batch_size if max_pending is None else max(0, min(batch_size, max_pending - pending))
             report["pending_before"] = pending
-            chosen = _choose(conn, settings, tables, room, strategy, model_pool, report)
+            chosen = _choose(conn, settings, tables, room, strategy, model_uri, test_share, model_pool, report)
+            report["pushed_test"] = sum(1 for pick in chosen if pick.candidate.split == "test")
             for start in range(0, len(chosen), IMPORT_CHUNK):
                 chunk = chosen[start:start + IMPORT_CHUNK]
-                payloads = [task_payload(c, p, model_version, model_p) for c, p, model_p in chunk]
+                payloads = [task_payload(pick.candidate, pick.probability, model_version, pick.model_probability,
+                                         pick.threshold) for pick in chunk]
                 response = client.projects.import_tasks(id=project_id, request=payloads, return_task_ids=True)
                 task_ids = list(getattr(response, "task_ids", None) or [])
                 now = datetime.now(UTC)
                 if len(task_ids) == len(chunk):
-                    _record_pushed(conn, settings, [(c.tweet_id, c.split, task_id, now)
-                                                    for (c, _, _), task_id in zip(chunk, task_ids, strict=True)])
+                    _record_pushed(conn, settings, [(pick.candidate.tweet_id, pick.candidate.split, task_id, now)
+                                                    for pick, task_id in zip(chunk, task_ids, strict=True)])
                 else:  # an edition that imports asynchronously: match the tasks by their data instead
                     _record_pushed(conn, settings, [(*tweet, task.id, task.created_at)
                                                     for task in _project_tasks(client, project_id)
                                                     if (tweet := _task_tweet(task))])
                 report["pushed"] += len(chunk)
-    log.info("annotate push, version %d: %d tasks pushed to project %d (%s), %d recovered from an earlier "
-             "push, %d were pending", settings.dataset_version, report["pushed"], project_id, report["strategy"],
-             report["reconciled"], pending)
+    log.info("annotate push, version %d: %d tasks pushed to project %d (%s, %d from test), %d recovered from an "
+             "earlier push, %d were pending", settings.dataset_version, report["pushed"], project_id,
+             report["strategy"], report["pushed_test"], report["reconciled"], pending)
     return report
 
 
+@dataclass(frozen=True)
+class Pick:
+    """A candidate chosen for labeling: the probability it was ranked by, around `threshold`."""
+
+    candidate: Candidate
+    probability: float | None
+    model_probability: float | None = None
+    threshold: float = 0.5
+
+
 def _choose(conn: psycopg.Connection, settings: Settings, tables: Mapping[str, str], count: int, strategy: str,
-            model_pool: int, report: dict) -> list[tuple[Candidate, float | None, float | None]]:
-    """(candidate, probability it was ranked by, model probability or None), most uncertain first."""
+            model_uri: str | None, test_share: float, model_pool: int, report: dict) -> list[Pick]:
+    """Up to `count` picks, most uncertain first: `test_share` of them reserved for the test
+    split's most uncertain, the rest the most uncertain of every split (test included)."""
     if count <= 0:
         return []
+    order = "weak" if strategy == "weak" else "seeded"
+    pool = _select_candidates(conn, tables, order, model_pool if strategy == "model" else count + model_pool)
+    ranked = [Pick(c, c.weak_prob) for c in pool]
     if strategy == "model":
-        pool = _select_candidates(conn, tables, "seeded", max(model_pool, count))
-        probabilities = _model_probabilities(settings, [c.text for c in pool]) if pool else None
-        if probabilities is not None:
-            return [(c, p, p) for c, p in most_uncertain(pool, probabilities, count)]
-        report["strategy"] = "weak"
-    return [(c, c.weak_prob, None) for c in _select_candidates(conn, tables, "weak", count)]
+        scores = _model_scores(settings, [c.text for c in pool], model_uri) if pool else None
+        if scores is None:
+            report["strategy"] = "weak"
+            ranked = [Pick(c, c.weak_prob) for c in _select_candidates(conn, tables, "weak", count + model_pool)]
+        else:
+            report["model_uri"], report["threshold"] = scores.uri, scores.threshold
+            ranked = [Pick(c, p, p, scores.threshold) for c, p in
+                      most_uncertain(pool, scores.probabilities, len(pool), scores.threshold)]
+    reserved = [pick for pick in ranked if pick.candidate.split == "test"][:round(count * test_share)]
+    chosen = {pick.candidate.tweet_id for pick in reserved}
+    rest = [pick for pick in ranked if pick.candidate.tweet_id not in chosen][:count - len(reserved)]
+    rank = {pick.candidate.tweet_id: position for position, pick in enumerate(ranked)}
+    return sorted(reserved + rest, key=lambda pick: rank[pick.candidate.tweet_id])
 
 
 def pull_annotations(settings: Settings, *, title: str | None = None, retry: Retry | None = None) -> dict:
@@ -468,6 +521,9 @@ def pull_annotations(settings: Settings, *, title: str | None = None, retry: Ret
                     rows.append((tweet_id, gold.label, gold.labeled_by, gold.labeled_at))
             report["written"] += update_columns(conn, table, "tweet_id", GOLD_COLUMNS, rows) if rows else 0
         conn.commit()
+        if report["written"]:
+            refresh_label_counts(conn, settings)
+            conn.commit()
     log.info("annotate pull, version %d: %d new gold labels, %d changed, %d unchanged, %d skipped, %d pending",
              settings.dataset_version, report["new"], report["changed"], report["unchanged"], report["skipped"],
              report["pending"])
@@ -481,7 +537,7 @@ def bootstrap(dataset_version: int | str | None = None) -> int:
     return ensure_project(label_studio_client(settings), project_title(settings), prediction_model_version(settings))
 
 
-def push(dataset_version: int | str | None = None, batch_size: int | str = 100, strategy: str = "weak",
+def push(dataset_version: int | str | None = None, batch_size: int | str = 100, strategy: str = "model",
          max_pending: int | str | None = None) -> dict:
     return push_uncertain_tasks(load_settings(dataset_version=dataset_version), batch_size=int(batch_size),
                                 strategy=strategy,

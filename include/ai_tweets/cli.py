@@ -220,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train, evaluate, register and maybe promote the classifier")
     train.add_argument("--dataset-version", help="override DATASET_VERSION")
     train.add_argument("--epochs", type=int, default=30, help="at most; early stopping on the dev loss")
-    train.add_argument("--min-gold", type=int, default=200,
-                       help="gold labels in the test split needed to evaluate on gold (else weak)")
+    train.add_argument("--min-gold", type=int, default=50,
+                       help="gold labels in the test split needed to judge models on gold (else weak)")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(handler=_train_command)
 
@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("action", choices=["bootstrap", "push", "pull"])
     annotate.add_argument("--dataset-version", help="override DATASET_VERSION")
     annotate.add_argument("--batch-size", type=int, default=100, help="push: tasks to add at most")
-    annotate.add_argument("--strategy", choices=["weak", "model"], default="weak",
-                          help="push: rank by the weak labels' or the served model's uncertainty")
+    annotate.add_argument("--strategy", choices=["model", "weak", "random"], default="model",
+                          help="push: rank by the champion's uncertainty (weak labels' until there is one), "
+                               "the weak labels', or at random")
     annotate.add_argument("--max-pending", type=int, help="push: top the queue up to N unlabeled tasks")
     annotate.set_defaults(handler=_annotate_command)
 

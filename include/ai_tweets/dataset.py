@@ -10,21 +10,31 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
+from ai_tweets.errors import DeterministicError
 from ai_tweets.settings import Settings
-from ai_tweets.storage import count_rows, lock_ddl
-from ai_tweets.tables import SPLITS, dedup_table_name, identifier, raw_table_name, split_table_name
+from ai_tweets.storage import count_rows, ensure_tables, lock_ddl, table_exists
+from ai_tweets.tables import (
+    LABEL_COUNTS,
+    SPLITS,
+    dedup_table_name,
+    identifier,
+    raw_table_name,
+    split_table_name,
+)
 
 log = logging.getLogger(__name__)
 
 # Label values everywhere (weak_label, gold_label, Snorkel): the snorkel-tutorials convention.
 ABSTAIN, NOT_AI, AI = -1, 0, 1
 
-# The text key that two tweets must share to be duplicates (SQL over the raw table's `text`).
+# The text key that two tweets must share to be duplicates (SQL over the raw table's `text`);
+# `normalized_text` is the same key in Python (a test holds the two equal).
 NORMALIZED_TEXT = r"""
     btrim(regexp_replace(regexp_replace(regexp_replace(regexp_replace(lower(text),
         '^rt @\w+:\s*', ''),            -- retweet prefix
@@ -34,12 +44,37 @@ NORMALIZED_TEXT = r"""
 """
 
 
-class DatasetTooSmall(ValueError):
-    """The version has fewer deduplicated tweets than the configured splits need."""
+_RETWEET_PREFIX = re.compile(r"^rt @\w+:\s*")
+_SHORT_LINK = re.compile(r"https?://t\.co/\S*")
+_TRAILING_ELLIPSIS = re.compile(r"(…|\.\.\.)\s*$")
+_SPACES = re.compile(r"\s+")
+
+
+def normalized_text(text: str) -> str:
+    """The dedup key of `NORMALIZED_TEXT`, in Python: lower case, no `RT @user:` prefix, no t.co
+    links, no trailing ellipsis, whitespace collapsed and trimmed."""
+    key = _SHORT_LINK.sub("", _RETWEET_PREFIX.sub("", text.lower(), count=1))
+    return _SPACES.sub(" ", _TRAILING_ELLIPSIS.sub("", key, count=1)).strip()
+
+
+class DatasetTooSmall(DeterministicError, ValueError):
+    """The version has too few deduplicated tweets to split (fewer than `MIN_TWEETS`)."""
+
+
+MIN_TWEETS = 20  # below this, no split would hold enough tweets to learn or measure anything
+SHRUNK_SHARE = 0.9  # test + dev + snorkel_train of a dataset smaller than their sizes; train keeps the rest
 
 
 @dataclass(frozen=True)
 class SplitSizes:
+    """Target sizes of test, dev and snorkel_train; train gets the rest.
+
+    The rule for small data (`fit`): when the deduplicated tweets are fewer than the three sizes
+    plus one, the three shrink in proportion to take 90% of the tweets (each at least one) and
+    train keeps the other 10%, so a file of 10,000 tweets splits 7.8% / 3.9% / 78.3% / 10%
+    with the defaults, and train is never empty. Under `MIN_TWEETS` tweets: `DatasetTooSmall`.
+    """
+
     test: int = 1_000
     dev: int = 500
     snorkel_train: int = 10_000
@@ -50,6 +85,17 @@ class SplitSizes:
 
     def of(self, split: str) -> int | None:
         return None if split == "train" else getattr(self, split)
+
+    def fit(self, total: int, table: str = "the dataset") -> SplitSizes:
+        """These sizes for `total` deduplicated tweets, shrunk by the rule above when they do not fit."""
+        if total < MIN_TWEETS:
+            raise DatasetTooSmall(
+                f"{table} has {total:,} deduplicated tweets; splitting needs at least {MIN_TWEETS}. "
+                f"Capture more tweets for this dataset version first.")
+        if total >= self.needed:
+            return self
+        share = SHRUNK_SHARE * total / (self.needed - 1)
+        return SplitSizes(*(max(1, int(size * share)) for size in (self.test, self.dev, self.snorkel_train)))
 
 
 def ensure_split_table(conn: psycopg.Connection, table: str) -> None:
@@ -129,19 +175,18 @@ def split_dataset(conn: psycopg.Connection, settings: Settings, sizes: SplitSize
     """Assign deduplicated tweets to the four splits; returns the size of each split.
 
     Sticky and deterministic: tweets already in a split stay there (with their labels); the
-    others, in seeded-random order, fill test, dev and snorkel_train up to their sizes, and
-    the rest go to train. A tweet is never in two splits.
+    others, in seeded-random order, fill test, dev and snorkel_train up to their sizes (shrunk
+    for a small dataset, see `SplitSizes.fit`), and the rest go to train. A tweet is never in
+    two splits.
     """
-    sizes = sizes or SplitSizes()
     dedup = dedup_table_name(settings)
     total = count_rows(conn, dedup)
-    if total < sizes.needed:
-        raise DatasetTooSmall(
-            f"{dedup} has {total:,} deduplicated tweets, but the splits need at least {sizes.needed:,} "
-            f"(test {sizes.test:,} + dev {sizes.dev:,} + snorkel_train {sizes.snorkel_train:,} + "
-            f"train ≥ 1). Capture more tweets for version {settings.dataset_version}, or lower the "
-            f"split sizes."
-        )
+    configured = sizes or SplitSizes()
+    sizes = configured.fit(total, dedup)
+    if sizes != configured:
+        log.info("%s has %d tweets, fewer than the split sizes need (%d): shrunk to test %d, dev %d, "
+                 "snorkel_train %d, train the rest", dedup, total, configured.needed, sizes.test, sizes.dev,
+                 sizes.snorkel_train)
     tables = {split: split_table_name(split, settings) for split in SPLITS}
     with conn.transaction():
         for table in tables.values():
@@ -168,3 +213,26 @@ def split_dataset(conn: psycopg.Connection, settings: Settings, sizes: SplitSize
     log.info("splits of version %d: %s", settings.dataset_version,
              ", ".join(f"{split} {count:,}" for split, count in counts.items()))
     return counts
+
+
+def refresh_label_counts(conn: psycopg.Connection, settings: Settings) -> int:
+    """Recount the weak and gold labels of every split of the version into `label_counts`
+    (what the dashboard shows); prepare calls it after weak labeling, annotate after a pull.
+    Idempotent: the version's rows are replaced. Returns the number of rows written."""
+    ensure_tables(conn, LABEL_COUNTS)
+    label = sql.SQL("CASE {c} WHEN {ai} THEN 'AI' WHEN {not_ai} THEN 'not AI' ELSE 'abstain' END")
+    parts = [sql.SQL("SELECT {split}::text, {source}::text, {label}, count(*) FROM {table} "
+                     "WHERE {c} IS NOT NULL GROUP BY 3").format(
+                split=sql.Literal(split), source=sql.Literal(source), table=identifier(table),
+                c=sql.Identifier(column), label=label.format(c=sql.Identifier(column), ai=sql.Literal(AI),
+                                                             not_ai=sql.Literal(NOT_AI)))
+             for split in SPLITS if table_exists(conn, table := split_table_name(split, settings))
+             for source, column in (("weak", "weak_label"), ("gold", "gold_label"))]
+    with conn.transaction():
+        conn.execute("DELETE FROM label_counts WHERE dataset_version = %s", (settings.dataset_version,))
+        if not parts:
+            return 0
+        return conn.execute(sql.SQL(
+            "INSERT INTO label_counts (dataset_version, split, label_source, label, tweets) "
+            "SELECT {version}, * FROM ({union}) counts").format(
+                version=sql.Literal(settings.dataset_version), union=sql.SQL(" UNION ALL ").join(parts))).rowcount

@@ -26,176 +26,13 @@ import pandas as pd
 from snorkel.labeling import LabelingFunction, LFAnalysis, labeling_function
 from snorkel.labeling.model import LabelModel
 
+from ai_tweets import vocabulary as vocab
 from ai_tweets.dataset import ABSTAIN, AI, NOT_AI
 from ai_tweets.schema import MalformedTweet, Tweet, from_text
 
 # What an LF may read: one row of a frame with these columns (a Series or a namedtuple).
 COLUMNS = ("text", "hashtags", "mentions", "urls", "author_handle", "is_retweet")
 _TEXT_ONLY_TIME = pd.Timestamp("2020-01-01", tz="UTC").to_pydatetime()  # plain texts have none; no LF reads it
-
-# --- vocabulary --------------------------------------------------------------------------------
-# Spelled-out phrases (any case): they rarely mean anything but AI, ML or data science.
-_AI_PHRASES = (
-    r"artificial[\s-]+intelligence", r"gen[\s-]?ai",
-    r"(?:explainable|generative|conversational|responsible|ethical|trustworthy)[\s-]+ai",
-)
-_ML_PHRASES = (
-    r"machine[\s-]+learning", r"deep[\s-]+learning", r"neural[\s-]+net(?:work)?s?",
-    r"reinforcement[\s-]+learning", r"(?:un|self[\s-]|semi[\s-])?supervised[\s-]+learning",
-    r"transfer[\s-]+learning", r"federated[\s-]+learning", r"few[\s-]shot", r"zero[\s-]shot",
-    r"ml[\s-]?ops", r"auto[\s-]?ml", r"tiny[\s-]?ml", r"graph[\s-]+neural",
-)
-_NLP_VISION_PHRASES = (
-    r"natural[\s-]+language[\s-]+(?:processing|understanding|generation)", r"computer[\s-]+vision",
-    r"(?:large[\s-]+)?language[\s-]+models?", r"chat[\s-]?gpt", r"gpt-?[234](?:o|\.5)?", r"chat[\s-]?bots?",
-    r"(?:image|speech|voice|face|facial)[\s-]+recognition", r"object[\s-]+detection",
-    r"image[\s-]+(?:segmentation|classification|captioning|generation)", r"sentiment[\s-]+analysis",
-    r"named[\s-]+entity[\s-]+recognition", r"machine[\s-]+translation", r"question[\s-]+answering",
-    r"text[\s-]+(?:classification|summari[sz]ation|generation)", r"speech[\s-]+(?:synthesis|to[\s-]text)",
-    r"text[\s-]+to[\s-]+(?:speech|image)", r"deep[\s-]?fakes?", r"diffusion[\s-]+models?",
-    r"transformer[\s-]+(?:models?|architecture)", r"word[\s-]+embeddings?", r"llama[\s-]?[23]",
-)
-_DATA_SCIENCE_PHRASES = (
-    r"data[\s-]+scien(?:ce|tists?)", r"predictive[\s-]+(?:analytics|model(?:l?ing|s)?)", r"data[\s-]+mining",
-    r"feature[\s-]+(?:engineering|stores?)", r"kaggle", r"jupyter", r"anomaly[\s-]+detection",
-    r"time[\s-]+series[\s-]+(?:forecasting|models?)", r"recommend(?:er|ation)[\s-]+(?:systems?|engines?)",
-)
-_METHOD_PHRASES = (
-    r"fine[\s-]?tun(?:e|ed|es|ing)", r"back[\s-]?propagation", r"gradient[\s-]+(?:descent|boost(?:ing|ed)?)",
-    r"over[\s-]?fitt?(?:ing|ed)", r"hyper[\s-]?parameters?", r"training[\s-]+(?:data|set|loop|runs?)",
-    r"labell?ed[\s-]+data", r"random[\s-]+forests?", r"logistic[\s-]+regression", r"decision[\s-]+trees?",
-    r"support[\s-]+vector[\s-]+machines?", r"k-?means", r"convolutional", r"auto-?encoders?", r"embeddings",
-    r"attention[\s-]+mechanism", r"pre-?trained[\s-]+models?", r"knowledge[\s-]+distillation",
-    r"weak[\s-]+supervision", r"model[\s-]+(?:training|inference|serving|monitoring|registry|drift)",
-    r"cross[\s-]validation", r"data[\s-]+(?:augmentation|drift)", r"prompt[\s-]+engineering",
-    r"instruction[\s-]+tuning", r"learning[\s-]+rate", r"loss[\s-]+function", r"confusion[\s-]+matrix",
-    r"experiment[\s-]+tracking", r"mixed[\s-]+precision",
-)
-_TOOL_NAMES = (
-    r"py-?torch", r"tensor-?flow", r"keras", r"scikit-?learn", r"sklearn", r"hugging[\s-]?face", r"xgboost",
-    r"lightgbm", r"catboost", r"spacy", r"ml-?flow", r"kubeflow", r"fast\.?ai", r"openai", r"deepmind",
-    r"google[\s-]+colab", r"langchain", r"stable[\s-]+diffusion", r"midjourney", r"onnx", r"vllm",
-)
-# Acronyms keep their case: "AI" counts, "said", "Kai" and the Portuguese "ai" do not.
-_AI_ACRONYM = r"(?<![\w#@$/.&])(?:AI|AIs|A\.I\.?)(?![\w]|[-/]\d|\.\w)"
-_ML_ACRONYM = (
-    r"(?<![#@$])(?:\b(?:AI|A\.I\.?)\s*(?:/|&|&amp;|and|\+|,)\s*(?:ML|DL|NLP)\b"
-    r"|\bML\s*(?:/|&|&amp;|and|\+)\s*(?:AI|DL|NLP)\b"
-    r"|\b(?:ML|NLP|DL)(?:-based|-powered|-driven)?\s+(?:models?|engineers?|engineering|research(?:ers?)?|"
-    r"pipelines?|algorithms?|systems?|platforms?|workflows?|projects?|papers?|practitioners?|community|"
-    r"techniques?|applications?|infrastructure|teams?|tools?|librar(?:y|ies)|frameworks?|courses?)\b"
-    r"|\b(?:NLP|LLMs?|NLU|RNNs?|LSTMs?|GANs?|BERT|RoBERTa)\b)"
-)
-
-# The acronyms' other meanings. `(?-i:AI)` keeps the acronym's case inside a case-blind pattern.
-_IVERSON = (r"\b(?:allen[\s-]?)?iverson\b|\bsixers\b|\b76ers\b|\bcrossover\b|\bnba\b|\bhighlights\b|\bdunks?\b|"
-            r"\bpoints\b|\bhall of fame\b|\bmvp\b|\b(?-i:AI) in his prime\b|\bprime (?-i:AI)\b")
-_AIR_INDIA = (r"\bair[\s-]?india\b|\bairindia\b|\bvande\s*bharat|\bflight\s+(?-i:AI)\b|"
-              r"(?-i:\bAI[\s-]?(?!(?:19|20)\d\d\b)\d{3,4}\b)")  # a flight number, not a year
-_INSEMINATION = r"\binseminat\w*|\b(?:heifers?|cows?|cattle|sires?|bulls?|dairy|calving|breeding|semen)\b"
-_ILLUSTRATOR = (r"\billustrator\b|\.ai\s+files?\b|\b(?-i:AI)\s*(?:,|and|&|&amp;|/)\s*eps\b|"
-                r"\beps\s*(?:,|and|&|&amp;|/)\s*(?-i:AI)\b|"
-                r"\b[\w-]+\.ai\b(?![/\w.])(?=.*\b(?:files?|open|logo|vector|eps|svg)\b)")
-_GAME = (r"\b(?:enemy|enemies|companion|npc|cpu|bot|teammates?|opponents?|allies|ally|squad|games?|game's|"
-         r"gaming|in-?game)\s+(?-i:AI)\b|\b(?-i:AI)\s+(?:teammates?|opponents?|enemies|companions?|"
-         r"difficulty|drivers?|cheats?|controlled|players?|pathfinding)\b|\bthe (?-i:AI) in (?:this|the|that) "
-         r"game\b|\bvideo ?games?\b|\bgameplay\b|\bhard mode\b|#(?:gaming|ps4|ps5|xbox\w*|nintendoswitch|gamer)\b")
-_MILLILITRES = (r"\d\s?(?:ml|millilit(?:re|er)s?)\b(?!\s+(?:models?|engineers?|research|papers?|projects?|"
-                r"algorithms?))|\bml of\b|\bmillilit(?:re|er)s?\b")
-_MAJOR_LEAGUE = (r"(?-i:\bMLB\b|\bML\s*[+-]\d{3}\b|\bML\s+(?:debut|picks?|odds|lock|bets?|play|parlay|dog))|"
-                 r"\bmoney\s?line\b|\bparlay\b|\bbaseball\b|\bpitch(?:er|ers|ing)\b|\binnings?\b|\bbullpen\b|"
-                 r"\bbetting\b|\bcalled up\b|\bprospects?\b")
-_DL = (r"(?-i:\bDL\b)(?=.*(?:\b(?:depth chart|draft|pass rush|linem[ae]n|tackles?|sacks?|download\w*|links?|"
-       r"mixtapes?|remix|songs?|album|bio|disabled list|injur\w+|licen[cs]e|distance learning|curriculum|"
-       r"speeds?)\b|(?-i:\b(?:LB|OL|DE|DT|WR|QB|CB|NFL|IL|RT)\b)))"
-       r"|(?-i:\b(?:OL|DE|DT|LB)\s*(?:/|&|&amp;|and)\s*DL\b|\bDL\s*(?:/|&|&amp;)\s*(?:RT|LB|DE|DT|OL)\b)")
-
-# Spam that rides #AI #ML: crypto pitches (with or without hashtags), job boards, shops.
-_CRYPTO_PITCH = r"to the moon|air-?drops?|pre-?sale|trading bot|\d+x potential|just listed|claim (?:your|before)"
-_SPAM_PHRASES = (rf"{_CRYPTO_PITCH}|dm (?:me )?for|we'?re hiring|now hiring|job alert|apply now|"
-                 r"full[\s-]time|\d+ new .{0,40} openings|\d+\s?% (?:off|discount)|deal of the day|"
-                 r"free shipping|shop now|buy now|giveaway")
-_SPAM_TAGS = frozenset({
-    "bitcoin", "btc", "eth", "ethereum", "crypto", "cryptocurrency", "cryptocurrencies", "altcoin",
-    "altcoins", "airdrop", "presale", "ico", "defi", "nft", "nfts", "binance", "forex", "cryptotrading",
-    "giveaway", "jobs", "job", "hiring", "jobsearch", "jobopening", "jobalert", "nowhiring", "employment",
-    "career", "careers", "recruiting", "recruitment", "vacancy", "remotejobs", "techjobs", "aijobs",
-    "datajobs", "deal", "deals", "sale", "discount", "coupon", "freebies", "shopmycloset",
-})
-# Everyday topics (words may be hashtags: #COVID19, #StayHome, #NFL).
-_RETAIL = (r"\d+\s?% off|deal of the day|free shipping|shop now|buy now|order now|giveaway|discount(?:ed|s)?|"
-           r"coupons?|promo code|on sale|flash sale|gift (?:ideas?|cards?|guide)|restocked|shopmycloset|"
-           r"limited time offer|best ?sellers?")
-_COVID = (r"covid\w*|coronavirus\w*|corona|pandemic|epidemic|lockdown\w*|quarantin\w*|self[\s-]?isolat\w*|"
-          r"social[\s-]?distancing|stay ?home\w*|stay ?safe|ventilators?|face ?masks?|masks?|chloroquine|"
-          r"hydroxychloroquine|cases|deaths|death toll|infected|outbreak|virus|wuhan|hospitals?|curfew|"
-          r"tested positive|flatten the curve|vaccines?|frontline workers|(?-i:PPE|WHO|NHS|CDC)")
-_SPORTS = (r"nfl\w*|nba|mlb|nhl|ufc|wwe|fifa|uefa|ucl|ipl|premier league|champions league|la ?liga|serie a|"
-           r"touchdowns?|quarterbacks?|receivers?|linebackers?|pitchers?|innings?|home runs?|playoffs?|draft|"
-           r"goalkeeper|striker|midfielder|hat-?trick|penalt(?:y|ies)|coach|league|matches|match|scored|"
-           r"goals?|basketball|baseball|football|soccer|cricket|tennis|golf|hockey|wrestling|boxing|"
-           r"stadium|transfer window|world cup|olympics?|athletes?|teammates?|offseason|(?-i:QB)")
-# Any hint of technology or data: without one, a tweet is very unlikely to be about AI.
-_TECH_HINTS = (r"algorithm\w*|data\w*|models?|model(?:l?ing)|learn\w*|neural|robot\w*|automat\w*|comput\w*|"
-               r"software|code|coding|coder|programm\w*|python|sql|tech\w*|digital\w*|analytic\w*|"
-               r"statistic\w*|predict\w*|research\w*|science|scientists?|engineer\w*|iot|cloud|gpus?|chips?|"
-               r"apps?|api|github|startups?|innovation|intelligen\w*|smart|bots?|cyber\w*|internet|online|"
-               r"platform|papers?|preprint|arxiv|study|studies|tensor\w*|training|forecast\w*|detection|"
-               r"classif\w*|pipelines?|tuning|benchmark\w*|workshop|webinar|conference|inference|graphs?|"
-               r"imaging|segmentation|retrieval|open[\s-]?source|notebooks?|dashboards?|pandas|deploy\w*|"
-               r"production|latency|accuracy|metrics?|baselines?|features?|regression|embedding\w*|"
-               r"token\w*|checkpoint\w*|quantiz\w*|optimi[sz]\w*|epochs?|batch\w*|parameters?|ablations?")
-
-_AI_HASHTAGS = frozenset({
-    "ai", "artificialintelligence", "machinelearning", "deeplearning", "ml", "dl", "nlp", "datascience",
-    "datascientist", "datascientists", "computervision", "neuralnetworks", "neuralnetwork", "mlops", "llm",
-    "llms", "generativeai", "genai", "reinforcementlearning", "explainableai", "xai", "100daysofmlcode",
-    "pytorch", "tensorflow", "keras", "naturallanguageprocessing", "chatgpt", "openai", "datamining",
-    "predictiveanalytics", "aiethics", "ethicalai", "responsibleai", "conversationalai", "chatbots",
-    "chatbot", "deepfake", "deepfakes", "machine_learning", "artificial_intelligence", "deep_learning",
-    "data_science",
-})
-# Tags built on the acronym, keeping its case: #GoodAI, #reworkAI, #AINews, #ResponsibleML.
-_AI_HASHTAG_SHAPE = re.compile(r"(?:[a-z0-9]|^)(?:AI|ML)$|^AI[A-Z][a-z]")
-_AI_HANDLES = frozenset(handle.lower() for handle in (
-    "OpenAI", "DeepMind", "GoogleAI", "GoogleDeepMind", "MetaAI", "facebookai", "MSFTResearch",
-    "huggingface", "PyTorch", "TensorFlow", "kdnuggets", "TDataScience", "paperswithcode", "DeepLearningAI_",
-    "ylecun", "AndrewYNg", "karpathy", "fchollet", "goodfellow_ian", "hardmaru", "JeffDean", "demishassabis",
-    "KirkDBorne", "Synced_Global", "AnalyticsVidhya", "MIT_CSAIL", "StanfordAILab", "berkeley_ai",
-    "allen_ai", "weights_biases", "MLflow", "kaggle", "fastdotai", "jeremyphoward", "rasbt", "chipro",
-    "math_rachel", "timnitGebru", "GaryMarcus", "seb_ruder", "stanfordnlp", "NVIDIAAI", "AzureML",
-    "IBMWatson", "Ronald_vanLoon",
-))
-# Handles named for the field: @IndianSocietyAI, @ml_review, @DataScienceCtrl (not @MLB, @Kai).
-_AI_HANDLE_SHAPE = re.compile(r"[a-z0-9](?:AI|ML|NLP)(?:_|$)|^(?:AI|ML|NLP)_|"
-                              r"(?i:datascien|machinelearn|deeplearn|artificialintel|neuralnet)")
-
-_AI_SITES = (
-    "arxiv.org", "paperswithcode.com", "huggingface.co", "openreview.net", "distill.pub", "aclanthology.org",
-    "aclweb.org", "neurips.cc", "nips.cc", "mlr.press", "jmlr.org", "ai.googleblog.com", "research.google",
-    "ai.facebook.com", "ai.meta.com", "openai.com", "deepmind.com", "deepmind.google", "kaggle.com",
-    "towardsdatascience.com", "kdnuggets.com", "machinelearningmastery.com", "analyticsvidhya.com",
-    "pytorch.org", "tensorflow.org", "keras.io", "scikit-learn.org", "fast.ai", "wandb.ai", "neptune.ai",
-    "thegradient.pub", "syncedreview.com", "bair.berkeley.edu", "ai.stanford.edu", "deeplearning.ai",
-    "mlflow.org", "datascience.stackexchange.com", "stats.stackexchange.com", "blogs.nvidia.com",
-    "venturebeat.com/ai", "technologyreview.com/topic/artificial",
-)
-_CODE_SITES = ("github.com", "gitlab.com", "colab.research.google.com", "bitbucket.org")
-_BLOG_VIDEO_SITES = ("medium.com", "github.io", "substack.com", "dev.to", "youtube.com", "youtu.be")
-# What makes a code link about ML: words in the tweet, or tokens of the link's path.
-_ML_CODE_WORDS = re.compile(
-    r"(?<![a-z])(?:nlp|llms?|gpt\w*|bert|models?|datasets?|training|trained|neural|deep learning|"
-    r"machine learning|classifiers?|predictions?|inference|tensor\w*|torch|keras|transformers?|embeddings?|"
-    r"notebooks?|computer vision|detection|segmentation|regression|diffusion|gans?|reinforcement|"
-    r"fine-?tun\w*|data science|research)(?![a-z])", re.IGNORECASE)
-_ML_PATH_TOKENS = re.compile(r"(?<![a-z0-9])(?:ai|ml|nlp|llm|research|learning|neural|models?|transformers?|"
-                             r"torch|tensorflow|keras|bert|gpt\w*|diffusion|vision|detection|distillation|"
-                             r"embeddings?|classification|segmentation|tuning|supervision)(?![a-z0-9])")
-_SHOP_SITES = ("amazon.", "amzn.", "etsy.com", "ebay.", "poshmark.com", "aliexpress.", "flipkart.com",
-               "redbubble.com", "teespring.com")
-_SPORTS_SITES = ("espn.", "bleacherreport.com", "nfl.com", "nba.com", "mlb.com", "skysports.com", "goal.com",
-                 "cricbuzz.com", "theathletic.com")
-
 
 def _words(body: str) -> re.Pattern[str]:
     """Whole words, any case, not inside a hashtag or a handle (AI vocabulary has its own LFs for tags)."""
@@ -207,24 +44,22 @@ def _topic_words(body: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w@])#?(?:{body})(?!\w)", re.IGNORECASE)
 
 
-_AI_WORDS = _words("|".join(_AI_PHRASES))
-_ML_WORDS = _words("|".join(_ML_PHRASES))
-_NLP_VISION_WORDS = _words("|".join(_NLP_VISION_PHRASES))
-_DATA_SCIENCE_WORDS = _words("|".join(_DATA_SCIENCE_PHRASES))
-_METHOD_WORDS = _words("|".join(_METHOD_PHRASES))
-_TOOL_WORDS = _words("|".join(_TOOL_NAMES))
+_AI_WORDS = _words("|".join(vocab.AI_PHRASES))
+_ML_WORDS = _words("|".join(vocab.ML_PHRASES))
+_NLP_VISION_WORDS = _words("|".join(vocab.NLP_VISION_PHRASES))
+_DATA_SCIENCE_WORDS = _words("|".join(vocab.DATA_SCIENCE_PHRASES))
+_METHOD_WORDS = _words("|".join(vocab.METHOD_PHRASES))
+_TOOL_WORDS = _words("|".join(vocab.TOOL_NAMES))
 # Spelled-out AI vocabulary that a confuser ("AI in his prime", "5 ml", "enemy AI") never has.
-_STRONG_AI = _words("|".join((*_AI_PHRASES, *_ML_PHRASES, *_NLP_VISION_PHRASES, *_DATA_SCIENCE_PHRASES,
-                              *_METHOD_PHRASES, *_TOOL_NAMES)))
-_AI_ACRONYM_RE = re.compile(_AI_ACRONYM)
-_ML_ACRONYM_RE = re.compile(_ML_ACRONYM)
+_STRONG_AI = _words("|".join(vocab.STRONG_AI_PHRASES))
+_AI_ACRONYM_RE = re.compile(vocab.AI_ACRONYM)
+_ML_ACRONYM_RE = re.compile(vocab.ML_ACRONYM)
 _ML_OR_MLB = re.compile(r"\bMLB?\b")
-_OTHER_AI_SENSES = re.compile("|".join((_IVERSON, _AIR_INDIA, _INSEMINATION, _ILLUSTRATOR, _GAME)),
-                              re.IGNORECASE)
-_OTHER_ML_SENSES = re.compile(f"{_MILLILITRES}|{_MAJOR_LEAGUE}", re.IGNORECASE)
-_CRYPTO_PITCH_RE = _words(_CRYPTO_PITCH)
-_SPAM_TEXT = re.compile(_SPAM_PHRASES, re.IGNORECASE)
-_TECH = _words(_TECH_HINTS)
+_OTHER_AI_SENSES = re.compile(vocab.OTHER_AI_SENSES, re.IGNORECASE)
+_OTHER_ML_SENSES = re.compile(vocab.OTHER_ML_SENSES, re.IGNORECASE)
+_CRYPTO_PITCH_RE = _words(vocab.CRYPTO_PITCH)
+_SPAM_TEXT = re.compile(vocab.SPAM_PHRASES, re.IGNORECASE)
+_TECH = _words(vocab.TECH_HINTS)
 _URL = re.compile(r"https?://\S+|\bpic\.twitter\.com/\S+")
 _ENTITY = re.compile(r"(?<![\w&])[#＃@]\w+")
 _TOKEN = re.compile(r"[#＃@]?\w+(?:['’]\w+)*")
@@ -295,7 +130,7 @@ def _hashtags(x: Any) -> Iterable[str]:
 
 
 def _is_ai_hashtag(tag: str) -> bool:
-    return tag.lower() in _AI_HASHTAGS or _AI_HASHTAG_SHAPE.search(tag) is not None
+    return tag.lower() in vocab.AI_HASHTAGS or vocab.AI_HASHTAG_SHAPE.search(tag) is not None
 
 
 def _has_ai_hashtag(x: Any) -> bool:
@@ -303,23 +138,23 @@ def _has_ai_hashtag(x: Any) -> bool:
 
 
 def _is_ai_handle(handle: str) -> bool:
-    return handle.lower() in _AI_HANDLES or _AI_HANDLE_SHAPE.search(handle) is not None
+    return handle.lower() in vocab.AI_HANDLES or vocab.AI_HANDLE_SHAPE.search(handle) is not None
 
 
 def _code_link_about_ml(x: Any) -> bool:
     """A code link with ML words in the tweet or the link's path, or a blog/video link with AI words."""
     for host, path in _hosts(x):
-        if _on(host, path, _CODE_SITES):
-            if _ML_CODE_WORDS.search(_stats(x.text).prose) or _ML_PATH_TOKENS.search(path):
+        if _on(host, path, vocab.CODE_SITES):
+            if vocab.ML_CODE_WORDS.search(_stats(x.text).prose) or vocab.ML_PATH_TOKENS.search(path):
                 return True
-        elif _on(host, path, _BLOG_VIDEO_SITES) and (_stats(x.text).ai_words or _ML_PATH_TOKENS.search(path)):
+        elif _on(host, path, vocab.BLOG_VIDEO_SITES) and (_stats(x.text).ai_words or vocab.ML_PATH_TOKENS.search(path)):
             return True
     return False
 
 
 def _ai_signal(x: Any) -> bool:
     """Anything a positive LF looks for: AI vocabulary, an AI hashtag, account, site or code link."""
-    return (_stats(x.text).ai_words or _has_ai_hashtag(x) or _links_to(x, _AI_SITES)
+    return (_stats(x.text).ai_words or _has_ai_hashtag(x) or _links_to(x, vocab.AI_SITES)
             or any(_is_ai_handle(h) for h in _handles(x)) or _code_link_about_ml(x))
 
 
@@ -339,7 +174,7 @@ def _is_spam(x: Any) -> bool:
     if _stats(x.text).crypto_pitch:
         return True
     tags = list(_hashtags(x))
-    return len(tags) >= 3 and (any(tag.lower() in _SPAM_TAGS for tag in tags)
+    return len(tags) >= 3 and (any(tag.lower() in vocab.SPAM_TAGS for tag in tags)
                                or _SPAM_TEXT.search(x.text) is not None)
 
 
@@ -425,7 +260,7 @@ def hashtag_ai(x: Any) -> int:
 @labeling_function()
 def link_ai_site(x: Any) -> int:
     """A link to an AI research, model or tutorial site: arxiv, paperswithcode, huggingface, openreview."""
-    return AI if _links_to(x, _AI_SITES) else ABSTAIN
+    return AI if _links_to(x, vocab.AI_SITES) else ABSTAIN
 
 
 @labeling_function()
@@ -444,25 +279,25 @@ def handle_ai_account(x: Any) -> int:
 
 other_ai_iverson = make_other_sense_lf(
     "other_ai_iverson", "'AI' as Allen Iverson: Iverson, Sixers, NBA, highlights, 'AI in his prime'.",
-    _IVERSON, _AI_ACRONYM_RE)
+    vocab.IVERSON, _AI_ACRONYM_RE)
 other_ai_air_india = make_other_sense_lf(
-    "other_ai_air_india", "Air India and its flights ('flight AI 101', 'AI-9614').", _AIR_INDIA)
+    "other_ai_air_india", "Air India and its flights ('flight AI 101', 'AI-9614').", vocab.AIR_INDIA)
 other_ai_insemination = make_other_sense_lf(
     "other_ai_insemination", "'AI' as artificial insemination: heifers, cows, sires, breeding.",
-    _INSEMINATION, _AI_ACRONYM_RE)
+    vocab.INSEMINATION, _AI_ACRONYM_RE)
 other_ai_illustrator = make_other_sense_lf(
     "other_ai_illustrator", "'.ai' as an Adobe Illustrator file: Illustrator, 'AI and EPS', 'logo.ai'.",
-    _ILLUSTRATOR)
+    vocab.ILLUSTRATOR)
 other_ai_game = make_other_sense_lf(
     "other_ai_game", "Game AI: 'enemy AI', 'AI teammates', 'the AI in this game', #gaming.",
-    _GAME, _AI_ACRONYM_RE)
+    vocab.GAME, _AI_ACRONYM_RE)
 other_ml_millilitres = make_other_sense_lf(
-    "other_ml_millilitres", "'ml' as millilitres: '5 ml', '10ml', 'ml of'.", _MILLILITRES)
+    "other_ml_millilitres", "'ml' as millilitres: '5 ml', '10ml', 'ml of'.", vocab.MILLILITRES)
 other_ml_major_league = make_other_sense_lf(
     "other_ml_major_league", "'ML' as Major League or moneyline: MLB, 'ML -150', 'ML debut', parlays.",
-    _MAJOR_LEAGUE, _ML_OR_MLB)
+    vocab.MAJOR_LEAGUE, _ML_OR_MLB)
 other_dl = make_other_sense_lf(
-    "other_dl", "'DL' as defensive line, download, disabled list or distance learning.", _DL, flags=0)
+    "other_dl", "'DL' as defensive line, download, disabled list or distance learning.", vocab.DL, flags=0)
 
 
 @labeling_function()
@@ -473,12 +308,12 @@ def spam_hashtag_stuffing(x: Any) -> int:
 
 spam_retail = make_topic_lf(
     "spam_retail", "Shop and gift spam ('% off', deals, free shipping, shop links), nothing technical.",
-    _RETAIL, _SHOP_SITES)
+    vocab.RETAIL, vocab.SHOP_SITES)
 topic_covid = make_topic_lf(
-    "topic_covid", "COVID-19 news and lockdown talk with no technology or data word.", _COVID)
+    "topic_covid", "COVID-19 news and lockdown talk with no technology or data word.", vocab.COVID)
 topic_sports = make_topic_lf(
     "topic_sports", "Sports talk (leagues, games, players, sports sites) with no technology or data word.",
-    _SPORTS, _SPORTS_SITES)
+    vocab.SPORTS, vocab.SPORTS_SITES)
 
 
 @labeling_function()

@@ -76,35 +76,86 @@ def standardize_tweet(texts: Any) -> Any:
     return tf.strings.regex_replace(texts, r"[^\p{L}\p{N}\p{S}\s#@_]", " ")
 
 
-def build_model(texts_for_vocab: Sequence[str], max_tokens: int = 20_000, sequence_length: int = 64,
-                embedding_dim: int = 32, seed: int = 0, hidden_units: int = 16) -> keras.Model:
-    """The naive deep-learning model: raw strings (shape (None, 1)) → TextVectorization
-    (adapted here on `texts_for_vocab`) → Embedding → average → Dense → sigmoid.
+def _signal_layer() -> type:
+    """The Keras layer of vocabulary signals, created on first use (TensorFlow stays unimported
+    until a model is built or loaded)."""
+    global _SIGNAL_LAYER
+    if _SIGNAL_LAYER is None:
+        import keras
+        import tensorflow as tf
 
-    The average runs over all `sequence_length` positions, padding included: a masked
-    average is 0/0 (NaN) for an empty text.
+        from ai_tweets.vocabulary import SIGNALS
+
+        class TweetSignals(keras.layers.Layer):
+            """Raw texts (shape (None,)) → 0/1 vocabulary signals (`vocabulary.SIGNALS`, RE2
+            searches in the graph) and entity counts: log(1 + hashtags, mentions, words) and the
+            share of hashtags among the tokens. What the labeling functions look at, as features."""
+
+            def call(self, texts: Any) -> Any:
+                texts = tf.reshape(texts, [-1])
+                flags = [tf.cast(tf.strings.regex_full_match(texts, f"(?s).*(?:{pattern}).*"), "float32")
+                         for _, pattern in SIGNALS]
+                tokens = tf.strings.split(texts)
+
+                def count(pattern: str) -> Any:
+                    matches = tf.cast(tf.strings.regex_full_match(tokens, pattern), "float32")
+                    return tf.reduce_sum(matches, axis=1)
+
+                total = tf.cast(tokens.row_lengths(), "float32")
+                tags, mentions, links = count(r"[#＃]\w.*"), count(r"@\w.*"), count(r"https?://.*")
+                words = tf.maximum(total - tags - mentions - links, 0.0)
+                counts = [tf.math.log1p(tags), tf.math.log1p(mentions), tf.math.log1p(words),
+                          tf.math.divide_no_nan(tags, total)]
+                return tf.stack(flags + counts, axis=1)
+
+            def compute_output_shape(self, input_shape: Any) -> tuple:
+                return (input_shape[0], len(SIGNALS) + 4)
+
+        _SIGNAL_LAYER = TweetSignals
+    return _SIGNAL_LAYER
+
+
+_SIGNAL_LAYER: type | None = None
+
+
+def build_model(texts_for_vocab: Sequence[str], max_tokens: int = 50_000, seed: int = 0, hidden_units: int = 16,
+                l2: float = 1e-6) -> keras.Model:
+    """The classifier, raw strings (shape (None,)) in, P(AI) out; two views of the text:
+
+    - words: TF-IDF of words and word pairs (`standardize_tweet`: links become their domain,
+      hashtags and mentions stay themselves; vocabulary adapted here on `texts_for_vocab`) →
+      one logit, as a logistic regression;
+    - signals: the labeling functions' vocabulary as RE2 signals, with entity counts
+      (`TweetSignals`) → a small hidden layer → one logit, so that the model can learn how
+      the signals combine (an acronym beside one of its other senses, spam around an #AI).
+
+    The two logits add up before the sigmoid. Everything runs in the TensorFlow graph: serving
+    needs only the saved `.keras` file.
     """
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     vectorize = keras.layers.TextVectorization(
-        max_tokens=max_tokens, standardize=standardize_tweet, output_sequence_length=sequence_length,
+        max_tokens=max_tokens, standardize=standardize_tweet, ngrams=2, output_mode="multi_hot", sparse=True,
         name="vectorize")
     vectorize.adapt(tf.data.Dataset.from_tensor_slices(_clean(texts_for_vocab)).batch(PREDICT_BATCH_ROWS))
-    inputs = keras.Input(shape=(1,), dtype="string", name=TEXT_COLUMN)
-    x = vectorize(inputs)
-    x = keras.layers.Embedding(vectorize.vocabulary_size(), embedding_dim, name="embed")(x)
-    x = keras.layers.GlobalAveragePooling1D(name="average")(x)
-    x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name=PROBABILITY_COLUMN)(x)
+    inputs = keras.Input(shape=(), dtype="string", name=TEXT_COLUMN)
+    word_logit = keras.layers.Dense(1, kernel_regularizer=keras.regularizers.L2(l2), name="word_logit")(
+        vectorize(inputs))
+    signals = _signal_layer()(name="signals")(inputs)
+    hidden = keras.layers.Dense(hidden_units, activation="relu", name="signal_hidden")(signals)
+    signal_logit = keras.layers.Dense(1, name="signal_logit")(hidden)
+    logit = keras.layers.Add(name="logit")([word_logit, signal_logit])
+    outputs = keras.layers.Activation("sigmoid", name=PROBABILITY_COLUMN)(logit)
     return keras.Model(inputs, outputs, name="ai_tweet_classifier")
 
 
 def load_keras_model(path: str | Path) -> keras.Model:
     import keras
 
-    return keras.models.load_model(path, custom_objects={"standardize_tweet": standardize_tweet})
+    return keras.models.load_model(path, custom_objects={"standardize_tweet": standardize_tweet,
+                                                         "TweetSignals": _signal_layer()})
 
 
 def _clean(texts: Iterable[Any]) -> list[str]:
@@ -120,7 +171,7 @@ def predict_probabilities(model: keras.Model, texts: Iterable[Any],
 
     cleaned = _clean(texts)
     # An eager call per chunk: no tf.function to retrace for every new batch size.
-    chunks = [model(tf.constant(cleaned[start:start + batch_rows])[:, None], training=False).numpy()
+    chunks = [model(tf.constant(cleaned[start:start + batch_rows]), training=False).numpy()
               for start in range(0, len(cleaned), batch_rows)]
     if not chunks:
         return np.zeros(0, dtype=np.float64)
@@ -142,10 +193,12 @@ class TrainedModel:
         return predict_probabilities(self.model, texts)
 
 
-def _as_dataset(texts: Sequence[Any], targets: np.ndarray, batch_size: int, shuffle_seed: int | None) -> Any:
+def _as_dataset(texts: Sequence[Any], targets: np.ndarray, batch_size: int, shuffle_seed: int | None,
+                weights: np.ndarray | None = None) -> Any:
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(_clean(texts))[:, None], targets))
+    inputs = tf.constant(_clean(texts))
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets) if weights is None else (inputs, targets, weights))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -175,37 +228,46 @@ def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 def train(train_texts: Sequence[Any], train_targets: Iterable[float],
           dev_texts: Sequence[Any], dev_targets: Iterable[float],
-          epochs: int = 10, batch_size: int = 256, seed: int = 0, *,
-          dev_labels: Iterable[int] | None = None, learning_rate: float = 3e-3, patience: int = 2,
-          max_tokens: int = 20_000, sequence_length: int = 64, embedding_dim: int = 32,
-          hidden_units: int = 16, verbose: int = 0) -> TrainedModel:
-    """Fit the model on soft (weak_prob in [0, 1]) or hard (gold 0/1) targets.
+          epochs: int = 30, batch_size: int = 256, seed: int = 0, *,
+          train_weights: Iterable[float] | None = None, train_labels: Iterable[int] | None = None,
+          dev_labels: Iterable[int] | None = None, learning_rate: float = 3e-3, patience: int = 3,
+          max_tokens: int = 50_000, hidden_units: int = 16, l2: float = 1e-3, verbose: int = 0) -> TrainedModel:
+    """Fit the model on soft (weak_prob in [0, 1]) or hard (gold 0/1) targets, each row weighted
+    by `train_weights` (gold labels count more than weak ones; default 1).
 
     Binary cross-entropy takes either. Early stopping watches the dev loss (on `dev_targets`)
-    and restores the best epoch's weights. The threshold maximizes F1 on dev against hard
-    labels: `dev_labels` when given (gold), else `dev_targets >= 0.5`.
+    and restores the best epoch's weights. The threshold maximizes F1 against hard labels
+    (`dev_labels`, else `dev_targets >= 0.5`) on dev, and on train too when `train_labels` are
+    given: AI tweets are rare, and dev alone holds too few of them to place a threshold. The
+    L2 penalty keeps the model from fitting its training rows much better than new ones, so
+    that a threshold placed on them holds on new tweets.
     """
     import keras
 
     train_y = _targets(train_targets, "train_targets")
     dev_y = _targets(dev_targets, "dev_targets")
-    if len(train_y) != len(train_texts) or len(dev_y) != len(dev_texts):
-        raise ValueError("each text needs exactly one target: the lengths of texts and targets differ")
+    weights = (np.ones(len(train_y), dtype=np.float32) if train_weights is None
+               else np.asarray(list(train_weights), dtype=np.float32))
+    if len(train_y) != len(train_texts) or len(dev_y) != len(dev_texts) or len(weights) != len(train_y):
+        raise ValueError("each text needs exactly one target (and weight): the lengths differ")
     if not len(train_y) or not len(dev_y):
         raise ValueError("training needs at least one train and one dev example")
-    hyperparameters = {"max_tokens": max_tokens, "sequence_length": sequence_length,
-                       "embedding_dim": embedding_dim, "hidden_units": hidden_units, "epochs": epochs,
-                       "batch_size": batch_size, "learning_rate": learning_rate, "patience": patience,
-                       "seed": seed}
-    model = build_model(train_texts, max_tokens, sequence_length, embedding_dim, seed, hidden_units)
+    hyperparameters = {"architecture": "words+signals", "max_tokens": max_tokens, "hidden_units": hidden_units,
+                       "l2": l2, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                       "patience": patience, "seed": seed}
+    model = build_model(train_texts, max_tokens, seed, hidden_units, l2)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     # shuffle=False: the training dataset reshuffles itself each epoch, seeded.
-    history = model.fit(_as_dataset(train_texts, train_y, batch_size, seed),
+    history = model.fit(_as_dataset(train_texts, train_y, batch_size, seed, weights),
                         validation_data=_as_dataset(dev_texts, dev_y, PREDICT_BATCH_ROWS, None),
                         epochs=epochs, callbacks=[stop], shuffle=False, verbose=verbose)
-    dev_hard = (np.asarray(list(dev_labels)) if dev_labels is not None else dev_y >= 0.5).astype(int)
-    threshold = choose_threshold(predict_probabilities(model, dev_texts), dev_hard)
+    hard = (np.asarray(list(dev_labels)) if dev_labels is not None else dev_y >= 0.5).astype(int)
+    texts = list(dev_texts)
+    if train_labels is not None:
+        hard = np.concatenate([hard, np.asarray(list(train_labels)).astype(int)])
+        texts += list(train_texts)
+    threshold = choose_threshold(predict_probabilities(model, texts), hard)
     hyperparameters["best_epoch"] = stop.best_epoch + 1
     hyperparameters["vocabulary_size"] = model.get_layer("vectorize").vocabulary_size()
     curves = {name: [float(value) for value in values] for name, values in history.history.items()}
@@ -414,40 +476,57 @@ def _champion(client: MlflowClient, model_name: str) -> ModelVersion | None:
 
 def promote_if_better(client: MlflowClient, model_name: str, new_version: ModelVersion | str | int,
                       new_score: float, metric_name: str,
-                      champion_score_lookup: Callable[[ModelVersion], float]) -> dict[str, Any]:
+                      champion_score_lookup: Callable[[ModelVersion], float], *,
+                      judged_on: str = "weak") -> dict[str, Any]:
     """Give `new_version` the `champion` alias if it beats the current champion, else `challenger`.
 
-    The caller scores both on the same test split: `new_score` for the new version, and
-    `champion_score_lookup(champion_version)` for the champion (called only if there is one).
-    Higher is better; a tie keeps the champion. The decision is returned and recorded on the
-    new version and on its run (tags and metrics).
+    The caller scores both on the same test rows, labeled `judged_on` ("gold" or "weak"):
+    `new_score` for the new version, and `champion_score_lookup(champion_version)` for the
+    champion (called only when the two can be compared). Higher is better; a tie keeps the
+    champion. A version judged on weak labels never replaces a champion judged on gold: weak
+    labels measure agreement with the labeling functions, which a model taught by people
+    rightly loses. The decision and its reason are returned and recorded on the new version
+    and on its run (tags and metrics).
     """
     version = str(getattr(new_version, "version", new_version))
     champion = _champion(client, model_name)
     champion_version = champion.version if champion is not None else None
+    champion_judged_on = _judged_on(client, champion) if champion is not None else None
     champion_score = None
     if champion is None or champion.version == version:
-        promoted = True
+        promoted, reason = True, "no champion yet"
+    elif champion_judged_on == "gold" and judged_on != "gold":
+        promoted, reason = False, "judged on weak labels only, and the champion was judged on gold labels"
     else:
         champion_score = float(champion_score_lookup(champion))
         promoted = float(new_score) > champion_score
+        reason = (f"{metric_name} {float(new_score):.3f} vs the champion's {champion_score:.3f} on the same "
+                  f"{judged_on}-labeled test rows")
     client.set_registered_model_alias(model_name, CHAMPION if promoted else CHALLENGER, version)
-    decision = {"promoted": promoted, "model_name": model_name, "metric": metric_name,
-                "new_version": version, "new_score": float(new_score),
-                "champion_version": champion_version, "champion_score": champion_score,
-                "alias": CHAMPION if promoted else CHALLENGER}
-    for key in ("promoted", "alias", "champion_version"):
+    decision = {"promoted": promoted, "reason": reason, "model_name": model_name, "metric": metric_name,
+                "judged_on": judged_on, "new_version": version, "new_score": float(new_score),
+                "champion_version": champion_version, "champion_judged_on": champion_judged_on,
+                "champion_score": champion_score, "alias": CHAMPION if promoted else CHALLENGER}
+    for key in ("promoted", "alias", "champion_version", "reason"):
         client.set_model_version_tag(model_name, version, f"promotion.{key}", str(decision[key]))
     run_id = client.get_model_version(model_name, version).run_id
     if run_id:
         # Tags and metrics, not params: a retried promotion may record a different decision.
         client.set_tag(run_id, "promotion.previous_champion", str(champion_version))
         client.set_tag(run_id, "promotion.decision", "champion" if promoted else "challenger")
+        client.set_tag(run_id, "promotion.reason", reason)
         client.log_metric(run_id, "promotion.promoted", float(promoted))
         client.log_metric(run_id, f"promotion.new_{metric_name}", float(new_score))
         if champion_score is not None:
             client.log_metric(run_id, f"promotion.champion_{metric_name}", champion_score)
     return decision
+
+
+def _judged_on(client: MlflowClient, version: ModelVersion) -> str:
+    """Which labels a registered version's run was judged on (`evaluated_on` tag; weak if unknown)."""
+    if not version.run_id:
+        return "weak"
+    return client.get_run(version.run_id).data.tags.get("evaluated_on", "weak")
 
 
 # --- scoring from outside (the `ai-tweets predict` command) -------------------------------

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from ai_tweets.dataset import ABSTAIN, AI, SplitSizes, dedup_raw_tweets, split_dataset
+from ai_tweets.dataset import ABSTAIN, AI, SplitSizes, dedup_raw_tweets, refresh_label_counts, split_dataset
 from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, table_exists, update_columns
@@ -94,6 +94,8 @@ def weak_label(dataset_version: int | str | None = None, seed: int = 0, epochs: 
         has_gold = summary_frame["gold_label"].notna().any()
         summary = labeling.lf_summary(_stacked(matrices), _gold(summary_frame) if has_gold else None)
         _write_lf_summary(conn, lf_summary_table_name(settings), summary)
+        refresh_label_counts(conn, settings)
+        conn.commit()
     if parquet:
         report["parquet"] = str(_write_parquet(frames, settings))
     report["label_model_fit_seconds"] = round(fit_seconds, 2)
@@ -216,8 +218,6 @@ def load_latest_label_model(settings: Settings, dataset_version: int | None = No
     """The label model of the newest weak-labeling run in MLflow (of one version if given)."""
     import mlflow
 
-    from ai_tweets import labeling
-
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     experiment = mlflow.get_experiment_by_name(WEAK_LABEL_EXPERIMENT)
     query = f"tags.dataset_version = '{int(dataset_version)}'" if dataset_version is not None else ""
@@ -228,8 +228,18 @@ def load_latest_label_model(settings: Settings, dataset_version: int | None = No
         raise LookupError(f"no fitted label model in MLflow ({settings.mlflow_tracking_uri}, experiment "
                           f"{WEAK_LABEL_EXPERIMENT}): run `ai-tweets prepare` first")
     run_id = runs[0].info.run_id
+    return load_label_model(settings, run_id), run_id
+
+
+def load_label_model(settings: Settings, run_id: str):
+    """The label model that the weak-labeling MLflow run `run_id` fitted."""
+    import mlflow
+
+    from ai_tweets import labeling
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=LABEL_MODEL_ARTIFACT)
-    return labeling.load_label_model(Path(local).read_bytes()), run_id
+    return labeling.load_label_model(Path(local).read_bytes())
 
 
 def score_file(input_path: Path, output_path: Path, settings: Settings | None = None) -> int:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ai_tweets.errors import DeterministicError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Postgres truncates identifiers longer than 63 bytes; the longest derived table name is
@@ -26,7 +28,7 @@ _PLACEHOLDER = "change-me"
 DEFAULT_SUPERSET_URL = "http://127.0.0.1:8088"
 
 
-class SettingsError(ValueError):
+class SettingsError(DeterministicError, ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 

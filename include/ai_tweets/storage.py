@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from ai_tweets.settings import Settings
-from ai_tweets.tables import identifier
+from ai_tweets.tables import DDL, identifier
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +94,13 @@ _DDL_LOCK = 7_042_011
 def lock_ddl(conn: psycopg.Connection) -> None:
     """Serialize schema changes until the end of the current transaction."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+
+
+def ensure_tables(conn: psycopg.Connection, *names: str) -> None:
+    """The shared tables `names` (their DDL is in `ai_tweets.tables.DDL`), created if missing."""
+    lock_ddl(conn)
+    for name in names:
+        conn.execute(DDL[name])
 
 
 def ensure_raw_table(conn: psycopg.Connection, table: str) -> None:

@@ -36,3 +36,59 @@ def identifier(name: str) -> sql.Identifier:
 def lf_summary_table_name(settings: Settings) -> str:
     """The labeling functions' summary of a dataset version."""
     return validate_identifier(f"lf_summary_{settings.dataset_version}", "DATASET_VERSION")
+
+
+# --- tables that stages write for whoever shows them (the dashboard, `make quality`) -----------
+
+LABEL_COUNTS = "label_counts"  # weak and gold labels per split; prepare and annotate refresh their version's rows
+MODEL_QUALITY = "model_quality"  # one row per trained version: how it was judged, on gold and on weak labels
+LEARNING_CURVE = "learning_curve"  # `make quality`: F1 on held-out real tweets against gold labels used
+
+DDL: dict[str, str] = {
+    LABEL_COUNTS: """
+        CREATE TABLE IF NOT EXISTS label_counts (
+            dataset_version integer NOT NULL,
+            split           text NOT NULL,
+            label_source    text NOT NULL CHECK (label_source IN ('weak', 'gold')),
+            label           text NOT NULL CHECK (label IN ('AI', 'not AI', 'abstain')),
+            tweets          bigint NOT NULL,
+            counted_at      timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (dataset_version, split, label_source, label)
+        )""",
+    MODEL_QUALITY: """
+        CREATE TABLE IF NOT EXISTS model_quality (
+            model_name        text NOT NULL,
+            model_version     text NOT NULL,
+            dataset_version   integer NOT NULL,
+            trained_at        timestamptz NOT NULL DEFAULT now(),
+            judged_on         text NOT NULL CHECK (judged_on IN ('gold', 'weak')),
+            judged_in_words   text NOT NULL,
+            f1                double precision NOT NULL,
+            precision         double precision NOT NULL,
+            recall            double precision NOT NULL,
+            gold_f1           double precision,
+            gold_rows         integer NOT NULL,
+            weak_f1           double precision,
+            weak_rows         integer NOT NULL,
+            train_gold        integer NOT NULL,
+            threshold         double precision NOT NULL,
+            promoted          boolean NOT NULL,
+            decision          text NOT NULL,
+            PRIMARY KEY (model_name, model_version)
+        )""",
+    LEARNING_CURVE: """
+        CREATE TABLE IF NOT EXISTS learning_curve (
+            run_id          text NOT NULL,
+            run_at          timestamptz NOT NULL,
+            strategy        text NOT NULL,
+            round           integer NOT NULL,
+            gold_labels     integer NOT NULL,
+            model_version   text NOT NULL,
+            champion        boolean NOT NULL,
+            f1_all          double precision NOT NULL,
+            precision_all   double precision NOT NULL,
+            recall_all      double precision NOT NULL,
+            f1_sure         double precision NOT NULL,
+            PRIMARY KEY (run_id, strategy, round)
+        )""",
+}

@@ -9,26 +9,52 @@ import tempfile
 import time
 from pathlib import Path
 
-from ai_tweets.dataset import ABSTAIN
+from ai_tweets.dataset import ABSTAIN, AI
 from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
-from ai_tweets.storage import connect
+from ai_tweets.storage import connect, ensure_tables
+from ai_tweets.tables import MODEL_QUALITY, lf_summary_table_name
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "ai-tweet-classifier"
 SELECTION_METRIC = "f1"
+GOLD_WEIGHT = 5.0  # a person's label counts as much as five of the labeling functions' votes
+MIN_GOLD = 50  # gold labels in the test split (of both classes) before models are judged on gold
 
 
-def _texts_and_targets(frame, soft: bool):
-    """Gold labels where people gave them, weak labels (probabilities if `soft`) elsewhere;
-    tweets every labeling function abstained on and nobody labeled carry no signal: dropped."""
+def _texts_and_targets(frame, gold_weight: float = GOLD_WEIGHT):
+    """Gold labels where people gave them (weight `gold_weight`), weak probabilities elsewhere
+    (weight 1); tweets every labeling function abstained on and nobody labeled carry no signal:
+    dropped. Returns texts, soft targets, weights, hard labels and the number of gold rows."""
+    import numpy as np
+
     gold = frame["gold_label"].notna()
     usable = frame[gold | (frame["weak_label"] != ABSTAIN)]
-    gold = usable["gold_label"].notna()
-    weak = usable["weak_prob"] if soft else (usable["weak_label"] == 1).astype(float)
-    targets = usable["gold_label"].where(gold, weak).astype(float)
-    return usable["text"].tolist(), targets.to_numpy(), int(gold.sum())
+    gold = usable["gold_label"].notna().to_numpy()
+    soft = np.where(gold, usable["gold_label"].fillna(0).astype(float), usable["weak_prob"].astype(float))
+    hard = np.where(gold, usable["gold_label"].fillna(0).astype(int), (usable["weak_label"] == AI).astype(int))
+    weights = np.where(gold, gold_weight, 1.0)
+    return usable["text"].tolist(), soft, weights, hard, int(gold.sum())
+
+
+def judging_rows(test, min_gold: int = MIN_GOLD) -> tuple[list[str], list[int], str]:
+    """The test rows a model is judged on, their labels, and which labels they are: the gold
+    labels when there are at least `min_gold` of them with both classes, else the weak labels
+    (what the labeling functions say, so agreement with them, not quality)."""
+    gold = test[test["gold_label"].notna()]
+    if len(gold) >= min_gold and gold["gold_label"].nunique() == 2:
+        return gold["text"].tolist(), gold["gold_label"].astype(int).tolist(), "gold"
+    weak = test[test["weak_label"] != ABSTAIN]
+    return weak["text"].tolist(), (weak["weak_label"] == AI).astype(int).tolist(), "weak"
+
+
+def judged_in_words(source: str, rows: int) -> str:
+    """How a model was judged, for the demo's summary and the dashboard."""
+    if source == "gold":
+        return f"on gold labels of {rows:,} test tweets"
+    return (f"on weak labels of {rows:,} test tweets (no {MIN_GOLD} gold labels yet: agreement with the "
+            f"labeling functions, not quality)")
 
 
 def load_frames(settings: Settings) -> dict:
@@ -49,8 +75,9 @@ def load_frames(settings: Settings) -> dict:
     return frames
 
 
-def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_gold: int = 200,
-                seed: int = 0, batch_size: int = 256, patience: int = 5) -> dict:
+def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_gold: int = MIN_GOLD,
+                seed: int = 0, batch_size: int = 256, patience: int = 3, gold_weight: float = GOLD_WEIGHT,
+                settings: Settings | None = None, experiment: str = EXPERIMENT) -> dict:
     """Train, evaluate, register, and promote if better. Returns what was decided and why."""
     import numpy as np
     import pandas as pd
@@ -58,40 +85,39 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_
 
     from ai_tweets import model as classifier
 
-    settings = load_settings(dataset_version=dataset_version)
+    settings = settings or load_settings(dataset_version=dataset_version)
     began = time.monotonic()
     frames = load_frames(settings)
-    # The classifier learns from every weakly labeled tweet outside dev and test: the train split
-    # and the snorkel_train split the LabelModel was fitted on.
+    # The classifier learns from every labeled tweet outside dev and test: the train split and
+    # the snorkel_train split the LabelModel was fitted on.
     learn_from = pd.concat([frames["train"], frames["snorkel_train"]], ignore_index=True)
-    train_texts, train_targets, train_gold = _texts_and_targets(learn_from, soft=True)
-    dev_texts, dev_targets, _ = _texts_and_targets(frames["dev"], soft=False)
-    test_texts, test_labels, test_gold = _texts_and_targets(frames["test"], soft=False)
-    # Evaluate against gold labels when there are enough of them, else against weak labels.
-    if test_gold >= min_gold:
-        gold_rows = frames["test"][frames["test"]["gold_label"].notna()]
-        test_texts, test_labels = gold_rows["text"].tolist(), gold_rows["gold_label"].astype(int).to_numpy()
-        label_source = "gold"
-    else:
-        label_source = "weak"
+    train_texts, train_targets, train_weights, train_labels, train_gold = _texts_and_targets(learn_from, gold_weight)
+    dev_texts, dev_targets, _, dev_labels, dev_gold = _texts_and_targets(frames["dev"], gold_weight)
+    test_texts, test_labels, judged_on = judging_rows(frames["test"], int(min_gold))
     trained = classifier.train(train_texts, train_targets, dev_texts, dev_targets, epochs=int(epochs),
                                batch_size=int(batch_size), seed=int(seed), patience=int(patience),
-                               dev_labels=(np.asarray(dev_targets) >= 0.5).astype(int))
+                               train_weights=train_weights, train_labels=train_labels, dev_labels=dev_labels)
     train_seconds = time.monotonic() - began
     probabilities = trained.predict(test_texts)
     metrics = classifier.evaluate(probabilities, np.asarray(test_labels).astype(int), trained.threshold)
     metrics["train_seconds"] = train_seconds
+    metrics.update(_both_judgements(trained, frames["test"]))
     dataset_info = {"version": settings.dataset_version, "train_rows": len(train_texts),
-                    "train_gold": train_gold, "dev_rows": len(dev_texts), "test_rows": len(test_texts),
-                    "test_gold": test_gold, "evaluated_on": label_source}
+                    "train_gold": train_gold, "dev_rows": len(dev_texts), "dev_gold": dev_gold,
+                    "test_rows": len(test_texts), "test_gold": int(frames["test"]["gold_label"].notna().sum()),
+                    "evaluated_on": judged_on}
+    words = judged_in_words(judged_on, len(test_texts))
     with tempfile.TemporaryDirectory(prefix="ai-tweets-plots-") as tmp:
-        plots = [classifier.plot_pr_curve(probabilities, test_labels, Path(tmp) / "pr_curve.png"),
-                 classifier.plot_confusion_matrix(metrics, Path(tmp) / "confusion_matrix.png")]
+        plots = [classifier.plot_pr_curve(probabilities, test_labels, Path(tmp) / "pr_curve.png", trained.threshold,
+                                          title=f"Precision-recall, {judged_on} labels (test)"),
+                 classifier.plot_confusion_matrix(metrics, Path(tmp) / "confusion_matrix.png",
+                                                  title=f"Confusion matrix, {judged_on} labels (test)")]
         version = classifier.log_and_register(
             trained, metrics, tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
-            params={"model_type": "naive", "min_gold": min_gold}, plots=plots,
-            tags={"evaluated_on": label_source, "lf_summary_table": f"lf_summary_{settings.dataset_version}"},
-            dataset_info=dataset_info, experiment_name=EXPERIMENT)
+            params={"gold_weight": gold_weight, "min_gold": min_gold}, plots=plots,
+            tags={"evaluated_on": judged_on, "evaluated_in_words": words,
+                  "lf_summary_table": lf_summary_table_name(settings)},
+            dataset_info=dataset_info, experiment_name=experiment)
 
     def champion_score(champion) -> float:
         scores = classifier.predict_texts(f"models:/{settings.model_name}/{champion.version}", test_texts,
@@ -99,18 +125,55 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_
         return classifier.evaluate(scores, test_labels, _threshold_of(champion, settings))[SELECTION_METRIC]
 
     decision = classifier.promote_if_better(MlflowClient(settings.mlflow_tracking_uri), settings.model_name,
-                                            version, metrics[SELECTION_METRIC], SELECTION_METRIC, champion_score)
-    if decision["promoted"]:
-        from ai_tweets.dashboard import sync_champion_metrics
-
-        with connect(settings) as conn:
-            sync_champion_metrics(conn, settings)  # the dashboard's "champion" panel
+                                            version, metrics[SELECTION_METRIC], SELECTION_METRIC, champion_score,
+                                            judged_on=judged_on)
+    _record_quality(settings, str(version.version), judged_on, words, metrics, dataset_info, trained.threshold,
+                    decision)
     report = {"dataset_version": settings.dataset_version, "model_version": str(version.version),
-              "evaluated_on": label_source, "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
+              "evaluated_on": judged_on, "evaluated_in_words": words,
+              "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
               "threshold": trained.threshold, "decision": decision, "seconds": round(time.monotonic() - began, 1)}
-    log.info("trained %s version %s (%s-labelled test F1 %.3f): %s", settings.model_name, version.version,
-             label_source, metrics[SELECTION_METRIC], "champion" if decision["promoted"] else "challenger")
+    log.info("trained %s version %s (test F1 %.3f %s): %s", settings.model_name, version.version,
+             metrics[SELECTION_METRIC], words, "champion" if decision["promoted"] else
+             f"challenger ({decision['reason']})")
     return report
+
+
+def _record_quality(settings: Settings, version: str, judged_on: str, words: str, metrics: dict, dataset_info: dict,
+                    threshold: float, decision: dict) -> None:
+    """One row of `model_quality` per trained version: how it was judged, on gold and on weak
+    labels side by side, and whether it became the champion (what the dashboard shows)."""
+    with connect(settings) as conn:
+        ensure_tables(conn, MODEL_QUALITY)
+        conn.execute(
+            "INSERT INTO model_quality (model_name, model_version, dataset_version, judged_on, judged_in_words, f1, "
+            "precision, recall, gold_f1, gold_rows, weak_f1, weak_rows, train_gold, threshold, promoted, decision) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (model_name, model_version) DO NOTHING",
+            (settings.model_name, version, settings.dataset_version, judged_on, words, metrics["f1"],
+             metrics["precision"], metrics["recall"], metrics.get("gold_f1"), int(metrics.get("gold_rows", 0)),
+             metrics.get("weak_f1"), int(metrics.get("weak_rows", 0)), int(dataset_info["train_gold"]), threshold,
+             decision["promoted"], decision["reason"]))
+        conn.commit()
+
+
+def _both_judgements(trained, test) -> dict[str, float]:
+    """F1, precision and recall against the test split's gold labels (however few) and against
+    its weak labels, side by side: `gold_f1`, `weak_f1`, ... (a side with no rows is left out)."""
+    import numpy as np
+
+    from ai_tweets import model as classifier
+
+    found = {}
+    gold = test[test["gold_label"].notna()]
+    weak = test[test["weak_label"] != ABSTAIN]
+    for side, rows, labels in (("gold", gold, gold["gold_label"]), ("weak", weak, weak["weak_label"] == AI)):
+        if len(rows):
+            scores = classifier.evaluate(trained.predict(rows["text"].tolist()),
+                                         np.asarray(labels).astype(int), trained.threshold)
+            found.update({f"{side}_{key}": scores[key] for key in ("f1", "precision", "recall")})
+            found[f"{side}_rows"] = float(len(rows))
+    return found
 
 
 def _threshold_of(champion, settings: Settings) -> float:

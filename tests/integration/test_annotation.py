@@ -8,13 +8,10 @@ seeded weak probabilities, so no Spark is needed. The tests run in file order an
 
 from __future__ import annotations
 
-import json
 import random
-import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from browser_helpers import headless_chromium
@@ -45,6 +42,9 @@ class Env:
     project_id: int | None = None
 
     def push(self, **kwargs) -> dict:
+        """A push ranked by the weak labels over every split, unless the test says otherwise."""
+        kwargs.setdefault("strategy", "weak")
+        kwargs.setdefault("test_share", 0.0)
         return annotation.push_uncertain_tasks(self.settings, title=self.title, **kwargs)
 
     def pull(self, **kwargs) -> dict:
@@ -121,6 +121,9 @@ def test_bootstrap_creates_the_project_once(env):
     assert same_title == [env.project_id]
     project = env.client.projects.get(id=env.project_id)
     assert project.label_config.strip() == annotation.label_config().strip()
+    assert project.show_instruction and "Label 0 for everything else" in project.expert_instruction, \
+        "the labeling guide is the project's instructions"
+    assert "<li>" in project.expert_instruction, "as HTML"
 
 
 def test_push_sends_the_most_uncertain_first_with_predictions(env):
@@ -215,50 +218,51 @@ def test_a_crash_between_import_and_db_write_does_not_duplicate(env, monkeypatch
     env.assert_no_duplicates()
 
 
-class FakeServing(BaseHTTPRequestHandler):
-    """MLflow model serving stand-in: P(AI) from the text, and a count of requests."""
+def test_model_strategy_ranks_by_the_models_own_threshold_with_a_share_from_test(env):
+    from model_helpers import register_model
 
-    requests: list[int] = []
+    from ai_tweets.model import load_classifier, predict_texts
 
-    def do_POST(self):  # noqa: N802 - the http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        rows = body["dataframe_split"]["data"]
-        FakeServing.requests.append(len(rows))
-        predictions = [{"ai_probability": (sum(map(ord, row[0])) % 101) / 100} for row in rows]
-        payload = json.dumps({"predictions": predictions}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+    model_name = f"ai-tweet-classifier-annotate-{uuid.uuid4().hex[:6]}"
+    scored = load_settings({**environment(ROOT / ".env"), "DATASET_VERSION": str(env.settings.dataset_version),
+                            "MODEL_NAME": model_name})
+    register_model(scored, seed=5, epochs=2)
+    candidates = dict(env.query("SELECT tweet_id, split FROM t "
+                                "WHERE annotation_task_id IS NULL AND gold_label IS NULL"))
+    report = annotation.push_uncertain_tasks(scored, title=env.title, batch_size=8, strategy="model", test_share=0.25)
+    assert report["strategy"] == "model" and report["pushed"] == 8 and report["pushed_test"] >= 2
+    assert report["model_uri"] == f"models:/{model_name}@champion"
+    loaded = load_classifier(report["model_uri"], scored.mlflow_tracking_uri)
+    threshold = loaded.unwrap_python_model().threshold
+    assert report["threshold"] == pytest.approx(threshold)
+    texts = dict(env.query("SELECT tweet_id, text FROM t WHERE tweet_id = ANY(%s)", (list(candidates),)))
+    ids = list(candidates)
+    probability = dict(zip(ids, predict_texts(loaded, [texts[i] for i in ids]), strict=True))
+    new = {int(t.data["tweet_id"]): t for t in env.tasks() if int(t.data["tweet_id"]) in candidates}
+    assert len(new) == 8
+    def nearest(pool: list[int], count: int) -> list[int]:
+        return sorted(pool, key=lambda i: (abs(probability[i] - threshold), i))[:count]
 
-    def log_message(self, *args):
-        pass
+    reserved = nearest([i for i in ids if candidates[i] == "test"], 2)
+    assert set(new) == set(reserved) | set(nearest([i for i in ids if i not in reserved], 6)), \
+        "two places for the test split's most uncertain, six for the most uncertain of all"
+    for tweet_id, task in new.items():
+        assert task.predictions[0].score == pytest.approx(uncertainty(probability[tweet_id], threshold), abs=1e-6)
 
-
-def test_model_strategy_asks_the_served_model_once_and_falls_back_to_weak(env):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeServing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        served = load_settings({**environment(ROOT / ".env"), "DATASET_VERSION": str(env.settings.dataset_version),
-                                "MODEL_SERVING_URL": f"http://127.0.0.1:{server.server_port}"})
-        before = set(env.pushed())
-        report = annotation.push_uncertain_tasks(served, title=env.title, batch_size=3, strategy="model")
-    finally:
-        server.shutdown()
-    assert report["strategy"] == "model" and report["pushed"] == 3
-    remaining = 80 - len(before)
-    assert FakeServing.requests == [remaining], "one batched request with every candidate"
-    new = {int(t.data["tweet_id"]): t for t in env.tasks() if int(t.data["tweet_id"]) not in before}
-    texts = dict(env.query("SELECT tweet_id, text FROM t WHERE tweet_id = ANY(%s)", (list(new),)))
-    scores = {tweet_id: task.predictions[0].score for tweet_id, task in new.items()}
-    expected = {tweet_id: uncertainty((sum(map(ord, texts[tweet_id])) % 101) / 100) for tweet_id in new}
-    assert scores == pytest.approx(expected)
-
-    down = load_settings({**environment(ROOT / ".env"), "DATASET_VERSION": str(env.settings.dataset_version),
-                          "MODEL_SERVING_URL": "http://127.0.0.1:9"})
-    fallback = annotation.push_uncertain_tasks(down, title=env.title, batch_size=2, strategy="model")
+    no_model = load_settings({**environment(ROOT / ".env"), "DATASET_VERSION": str(env.settings.dataset_version),
+                              "MODEL_NAME": f"no-such-model-{uuid.uuid4().hex[:6]}"})
+    fallback = annotation.push_uncertain_tasks(no_model, title=env.title, batch_size=2, strategy="model",
+                                               test_share=0.0)
     assert fallback["strategy"] == "weak" and fallback["pushed"] == 2
+    env.assert_no_duplicates()
+
+
+def test_random_strategy_follows_the_splits_seeded_order(env):
+    expected = env.query("SELECT tweet_id FROM t WHERE annotation_task_id IS NULL AND gold_label IS NULL "
+                         "ORDER BY split_rank, tweet_id LIMIT 3")
+    before = set(env.pushed())
+    assert env.push(batch_size=3, strategy="random")["pushed"] == 3
+    assert set(env.pushed()) - before == {row[0] for row in expected}
     env.assert_no_duplicates()
 
 

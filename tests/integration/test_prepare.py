@@ -6,9 +6,18 @@ import random
 
 import pytest
 from capture_helpers import Isolated
+from psycopg import sql
 
 from ai_tweets.capture import produce_tweets
-from ai_tweets.dataset import NORMALIZED_TEXT, DatasetTooSmall, SplitSizes, dedup_raw_tweets, split_dataset
+from ai_tweets.dataset import (
+    NORMALIZED_TEXT,
+    DatasetTooSmall,
+    SplitSizes,
+    dedup_raw_tweets,
+    normalized_text,
+    split_dataset,
+)
+from ai_tweets.errors import DeterministicError
 from ai_tweets.storage import connect
 from ai_tweets.tables import SPLITS, dedup_table_name, split_table_name
 
@@ -81,16 +90,41 @@ def test_normalized_text_ignores_case_space_retweets_links_and_ellipses(captured
     assert keys == [("deep learning rocks",)]
 
 
-def test_too_few_rows_is_a_clear_error(tmp_path):
+def test_the_python_dedup_key_is_the_sql_one(captured):
+    from ai_tweets.generator import generate
+    from ai_tweets.schema import normalize
+
+    texts = [normalize(item.payload).text for item in generate(300, seed=41)] + [
+        "RT @someone: Deep  Learning\n rocks https://t.co/abc…", "  tabs\tand …", "rt @a: rt @b: x",
+        "ends with dots...", "https://t.co/x only", ""]
+    with connect(captured.settings) as conn:
+        keys = conn.execute(sql.SQL("SELECT {key} FROM unnest(%s::text[]) WITH ORDINALITY AS t(text, n) ORDER BY n")
+                            .format(key=sql.SQL(NORMALIZED_TEXT)), (texts,)).fetchall()
+    assert [key for (key,) in keys] == [normalized_text(text) for text in texts]
+
+
+def test_a_small_dataset_gets_proportional_splits_and_a_tiny_one_a_clear_error(tmp_path):
     iso = Isolated.create(tmp_path, version=random.randint(100_000, 999_999))
     produce_tweets("generate", count=300, seed=22, settings=iso.settings)
     iso.ingest()
     with connect(iso.settings) as conn:
         report = dedup_raw_tweets(conn, iso.settings)
+        counts = split_dataset(conn, iso.settings, SIZES)
+    expected = SIZES.fit(report.kept)
+    assert (counts["test"], counts["dev"], counts["snorkel_train"]) == \
+        (expected.test, expected.dev, expected.snorkel_train)
+    assert counts["train"] == report.kept - expected.test - expected.dev - expected.snorkel_train > 0
+    assert sum(counts.values()) == report.kept and counts["snorkel_train"] > 10 * counts["test"] > 0
+
+    tiny = Isolated.create(tmp_path / "tiny", version=random.randint(100_000, 999_999))
+    produce_tweets("generate", count=12, seed=23, settings=tiny.settings)
+    tiny.ingest()
+    with connect(tiny.settings) as conn:
+        kept = dedup_raw_tweets(conn, tiny.settings).kept
         with pytest.raises(DatasetTooSmall) as error:
-            split_dataset(conn, iso.settings, SIZES)
-    message = str(error.value)
-    assert f"{report.kept:,} deduplicated tweets" in message and "at least 11,501" in message
+            split_dataset(conn, tiny.settings, SIZES)
+    assert f"{kept:,} deduplicated tweets" in str(error.value) and "at least 20" in str(error.value)
+    assert isinstance(error.value, DeterministicError)
 
 
 def test_weak_labels_lf_summary_mlflow_parquet_and_cli(captured, tmp_path):

@@ -243,3 +243,27 @@ def test_real_stream_sample_ai_shares():
     unfiltered, keyword_captured = labels[:10_000], labels[10_000:]
     assert (unfiltered == AI).mean() < 0.005  # an unfiltered stream: almost no AI
     assert 0.2 < (keyword_captured == AI).mean() < 0.45  # captured with AI/data keywords: about a third
+
+
+def test_the_development_set_holds_out_even_labeled_lines_and_their_duplicates():
+    from ai_tweets.dataset import normalized_text
+    from ai_tweets.quality import QualityDataMissing, development_set
+
+    try:
+        data = development_set(REAL_TEXTS.parent)
+    except QualityDataMissing:
+        pytest.skip(f"the development set is not in {REAL_TEXTS.parent}")
+    held = {normalized_text(text) for text in data.evaluation.texts}
+    replayed = [json.loads(line)["text"] for line in data.replay_lines]
+    assert not held & {normalized_text(text) for text in replayed}, "no held-out tweet is replayed"
+    assert len(data.evaluation) == 994 and data.evaluation.labels.sum() == 182
+    assert set(data.answers) <= {normalized_text(text) for text in replayed}
+    assert len(data.answers) > 900 and 0 < data.evaluation.sure.sum() < len(data.evaluation)
+
+
+def test_normalized_text_ignores_what_dedup_ignores():
+    from ai_tweets.dataset import normalized_text
+
+    assert normalized_text("RT @someone: Deep  Learning rocks https://t.co/abc…") == "deep learning rocks"
+    assert normalized_text("deep learning rocks...") == normalized_text("  DEEP learning   rocks ")
+    assert normalized_text("rt @a: rt @b: x") == "rt @b: x", "only the first retweet prefix, as in SQL"

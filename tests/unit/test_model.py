@@ -253,6 +253,34 @@ def test_champion_moves_only_to_a_better_version(registry: dict[str, Any]) -> No
     assert client.get_model_version(name, versions["good"].version).tags["promotion.promoted"] == "True"
 
 
+def test_a_version_judged_on_weak_labels_never_replaces_a_champion_judged_on_gold(
+        tracking_uri: str, trained: dict[str, classifier.TrainedModel]) -> None:
+    from mlflow import MlflowClient
+
+    name = f"ai-tweet-classifier-gate-{uuid.uuid4().hex[:8]}"
+    client = MlflowClient(tracking_uri)
+
+    def register(judged_on: str) -> Any:
+        return classifier.log_and_register(trained["weak"], {"f1": 0.5}, tracking_uri=tracking_uri, model_name=name,
+                                           tags={"evaluated_on": judged_on}, experiment_name=f"{name}-runs")
+
+    gold_champion = register("gold")
+    assert classifier.promote_if_better(client, name, gold_champion, 0.5, "f1", lambda _: 0.0,
+                                        judged_on="gold")["promoted"]
+    asked: list[str] = []
+
+    def champion_score(version: Any) -> float:
+        asked.append(version.version)
+        return 0.5
+
+    weak = classifier.promote_if_better(client, name, register("weak"), 0.99, "f1", champion_score, judged_on="weak")
+    assert not weak["promoted"] and weak["alias"] == "challenger" and asked == []
+    assert weak["champion_judged_on"] == "gold" and "gold" in weak["reason"]
+    assert client.get_model_version_by_alias(name, "champion").version == gold_champion.version
+    gold = classifier.promote_if_better(client, name, register("gold"), 0.6, "f1", champion_score, judged_on="gold")
+    assert gold["promoted"] and asked == [gold_champion.version] and "0.600 vs the champion's 0.500" in gold["reason"]
+
+
 def test_evaluate_counts_and_plots(tmp_path: Path) -> None:
     probabilities = [0.9, 0.8, 0.3, 0.6, 0.1, 0.2]
     labels = [1, 1, 1, 0, 0, 0]

@@ -1,0 +1,52 @@
+"""What the DAG files share (imported by them only): schedules, stage functions as tasks that
+fail fast on deterministic errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from ai_tweets.errors import DeterministicError
+from ai_tweets.settings import timed_schedules
+
+
+def every(cron: str) -> CronTriggerTimetable | None:
+    """A timed schedule in UTC, or none (manual runs only) while timed schedules are held."""
+    return CronTriggerTimetable(cron, timezone="UTC") if timed_schedules() else None
+
+
+def assets_or_every(cron: str, assets: Sequence[Asset]) -> AssetOrTimeSchedule | list[Asset]:
+    """Runs on each event of `assets` and at `cron`; on the events only while timed schedules are held."""
+    timetable = every(cron)
+    return AssetOrTimeSchedule(timetable=timetable, assets=list(assets)) if timetable else list(assets)
+
+
+def fails_fast(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function`, whose deterministic errors (bad input or configuration, `DeterministicError`)
+    fail the task at once instead of using up its retries; other errors are retried."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except DeterministicError as exc:
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+    return run
+
+
+def stage_task(function: Callable[..., Any], **task_options: Any) -> Any:
+    """A stage function as a TaskFlow task (`task(function, ...)`) that fails fast."""
+    return task(fails_fast(function), **task_options)
+
+
+def from_trigger(params: dict, triggering_asset_events: Any, *keys: str) -> dict[str, Any]:
+    """`keys` (e.g. dataset_version) from the newest Asset event that started the run, else
+    from the run's params (a manual run, or a timed one)."""
+    events = [event for events in (triggering_asset_events or {}).values() for event in events]
+    extra = events[-1].extra if events else {}
+    return {key: extra.get(key, params[key]) for key in keys}

@@ -1,0 +1,9 @@
+"""Errors that say whether trying again can help (standard library only)."""
+
+from __future__ import annotations
+
+
+class DeterministicError(Exception):
+    """Bad input or configuration: the same call fails the same way until a person changes
+    something, so it fails at once instead of being retried (an Airflow task fails without
+    its retries, a command exits with the message)."""
