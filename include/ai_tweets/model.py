@@ -30,7 +30,10 @@ import numpy as np
 import pandas as pd  # resolved at runtime: MLflow reads the predict type hints
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-import mlflow.pyfunc  # noqa: E402 - after the telemetry default
+# Stages and `make quality` load models in-process again and again: MLflow's progress bar per
+# download would write one line per file of every model into their logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+import mlflow.pyfunc  # noqa: E402 - after these defaults
 
 if TYPE_CHECKING:
     import keras
