@@ -168,6 +168,11 @@ def scores(rows: Rows, predicted: Iterable[int]) -> dict[str, float]:
 
 # --- a person in Label Studio, played from the answers ------------------------------------------
 
+OPEN_TASKS = json.dumps({"filters": {"conjunction": "and", "items": [
+    {"filter": f"filter:tasks:{column}", "operator": "equal", "type": "Number", "value": 0}
+    for column in ("total_annotations", "cancelled_annotations")]}})
+
+
 class SimulatedAnnotator:
     """Answers the tasks of a project through Label Studio's API as a person would: it signs up
     with the organization's invite link (its own user, password and token) and gives each task
@@ -186,9 +191,9 @@ class SimulatedAnnotator:
         from ai_tweets.annotation import CHOICES, FROM_NAME, TO_NAME
 
         done = {"labeled": 0, "skipped": 0}
-        for task in self.client.tasks.list(project=project_id, fields="all", page_size=500):
-            if task.total_annotations or task.cancelled_annotations:
-                continue
+        # Only the open tasks, filtered by Label Studio like its Data Manager does: listing every
+        # task each time made the loop slower with every round (1,000 tasks: 20 s a listing).
+        for task in self.client.tasks.list(project=project_id, fields="all", page_size=500, query=OPEN_TASKS):
             label = self.answers.get(normalized_text(task.data["text"]))
             if label is None:
                 self.client.annotations.create(id=task.id, result=[], was_cancelled=True)
