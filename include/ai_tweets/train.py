@@ -32,8 +32,9 @@ def _texts_and_targets(frame, gold_weight: float = GOLD_WEIGHT):
     gold = frame["gold_label"].notna()
     usable = frame[gold | (frame["weak_label"] != ABSTAIN)]
     gold = usable["gold_label"].notna().to_numpy()
-    soft = np.where(gold, usable["gold_label"].fillna(0).astype(float), usable["weak_prob"].astype(float))
-    hard = np.where(gold, usable["gold_label"].fillna(0).astype(int), (usable["weak_label"] == AI).astype(int))
+    gold_labels = usable["gold_label"].astype(float).fillna(0.0)  # object dtype when some are None
+    soft = np.where(gold, gold_labels, usable["weak_prob"].astype(float))
+    hard = np.where(gold, gold_labels.astype(int), (usable["weak_label"] == AI).astype(int))
     weights = np.where(gold, gold_weight, 1.0)
     return usable["text"].tolist(), soft, weights, hard, int(gold.sum())
 
