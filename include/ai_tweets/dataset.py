@@ -218,7 +218,8 @@ def split_dataset(conn: psycopg.Connection, settings: Settings, sizes: SplitSize
 def refresh_label_counts(conn: psycopg.Connection, settings: Settings) -> int:
     """Recount the weak and gold labels of every split of the version into `label_counts`
     (what the dashboard shows); prepare calls it after weak labeling, annotate after a pull.
-    Idempotent: the version's rows are replaced. Returns the number of rows written."""
+    Idempotent: a count that did not change keeps its row (and its `counted_at`), a count that
+    is gone is deleted. Returns the number of rows inserted or changed."""
     ensure_tables(conn, LABEL_COUNTS)
     label = sql.SQL("CASE {c} WHEN {ai} THEN 'AI' WHEN {not_ai} THEN 'not AI' ELSE 'abstain' END")
     parts = [sql.SQL("SELECT {split}::text, {source}::text, {label}, count(*) FROM {table} "
@@ -228,11 +229,20 @@ def refresh_label_counts(conn: psycopg.Connection, settings: Settings) -> int:
                                                              not_ai=sql.Literal(NOT_AI)))
              for split in SPLITS if table_exists(conn, table := split_table_name(split, settings))
              for source, column in (("weak", "weak_label"), ("gold", "gold_label"))]
+    version = sql.Literal(settings.dataset_version)
     with conn.transaction():
-        conn.execute("DELETE FROM label_counts WHERE dataset_version = %s", (settings.dataset_version,))
         if not parts:
+            conn.execute("DELETE FROM label_counts WHERE dataset_version = %s", (settings.dataset_version,))
             return 0
-        return conn.execute(sql.SQL(
-            "INSERT INTO label_counts (dataset_version, split, label_source, label, tweets) "
-            "SELECT {version}, * FROM ({union}) counts").format(
-                version=sql.Literal(settings.dataset_version), union=sql.SQL(" UNION ALL ").join(parts))).rowcount
+        return conn.execute(sql.SQL("""
+            WITH counts (split, label_source, label, tweets) AS ({union}),
+            gone AS (
+                DELETE FROM label_counts l WHERE l.dataset_version = {version} AND NOT EXISTS (
+                    SELECT 1 FROM counts c
+                    WHERE (c.split, c.label_source, c.label) = (l.split, l.label_source, l.label)))
+            INSERT INTO label_counts (dataset_version, split, label_source, label, tweets)
+            SELECT {version}, split, label_source, label, tweets FROM counts
+            ON CONFLICT (dataset_version, split, label_source, label) DO UPDATE
+                SET tweets = EXCLUDED.tweets, counted_at = now()
+                WHERE label_counts.tweets IS DISTINCT FROM EXCLUDED.tweets""").format(
+                version=version, union=sql.SQL(" UNION ALL ").join(parts))).rowcount

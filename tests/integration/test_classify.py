@@ -227,8 +227,9 @@ def test_x_errors_never_fail_a_batch_and_each_process_asks_x_once(served, tmp_pa
     the decisions, and its long-lived Retweeters stop asking (no request per batch)."""
     from fakes.fake_x_api import ME_PATH, FakeXApi
 
+    version = served[2].state()["version"]  # after the champion switch above, not the first version
     iso, ids, texts = _stream(served, tmp_path, 5_000, seed=48)
-    expected = _predicted_ai(iso, tmp_path, ids, texts, served[3])
+    expected = _predicted_ai(iso, tmp_path, ids, texts, version)
     with FakeXApi() as api:
         api.reject_next("me", 1000, status=429, reset_in=900)
         live = {**iso.env, "X_RETWEET_DRY_RUN": "false", "X_API_KEY": "k", "X_API_SECRET": "s",

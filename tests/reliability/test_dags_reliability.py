@@ -5,9 +5,11 @@
    names the service and its address, Airflow retries it, and the run succeeds once the
    service is back;
 2. once more with nothing new to capture: every table in streamingdb is identical before and
-   after (checksums), except `classify_batches`, the stream's log of the micro-batches it ran
-   (the re-run capture sends its tweets to Kafka again, and the classifier reads them again,
-   without changing a row of its output).
+   after (checksums), except two logs: `classify_batches`, the stream's log of the
+   micro-batches it ran (the re-run capture sends its tweets to Kafka again, and the
+   classifier reads them again, without changing a row of its output), and `model_quality`,
+   one row per trained model version (a re-run of `train` trains and registers a new version,
+   which the champion gate then judges).
 
 Needs the pipeline of version 0 (the demo's); it runs the demo first when that is missing.
 """
@@ -27,7 +29,7 @@ from ai_tweets.settings import environment, load_settings
 from ai_tweets.storage import connect, table_exists
 from ai_tweets.tables import identifier
 
-OPERATIONAL_LOGS = {"classify_batches"}
+OPERATIONAL_LOGS = {"classify_batches", "model_quality"}
 
 
 @pytest.fixture(scope="module")
