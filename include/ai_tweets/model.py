@@ -125,7 +125,7 @@ def build_model(texts_for_vocab: Sequence[str], max_tokens: int = 50_000, seed: 
                 l2: float = 1e-6) -> keras.Model:
     """The classifier, raw strings (shape (None,)) in, P(AI) out; two views of the text:
 
-    - words: TF-IDF of words and word pairs (`standardize_tweet`: links become their domain,
+    - words: which words and word pairs a tweet has (multi-hot; `standardize_tweet`: links become their domain,
       hashtags and mentions stay themselves; vocabulary adapted here on `texts_for_vocab`) →
       one logit, as a logistic regression;
     - signals: the labeling functions' vocabulary as RE2 signals, with entity counts
