@@ -4,7 +4,7 @@
   interface `label_studio/ai_tweet.xml`), created once, found by title afterwards.
 - `push_uncertain_tasks`: unlabeled tweets of every split, most uncertain first (strategy
   `model`: the champion's probability closest to its own decision threshold; `weak`: the weak
-  label's probability closest to 0.5; `random`: the splits' seeded order, the control of
+  label's probability closest to 0.5; `random`: a fixed pseudo-random order over all splits, the control of
   `make quality`), become tasks with the weak label as a pre-annotation whose `score` is the
   uncertainty (sort the Data Manager by it, descending: the community edition has no
   uncertainty sampling of its own). A share of each batch (`test_share`, 25%) comes from the
@@ -310,7 +310,7 @@ _CANDIDATE_COLUMNS = ("tweet_id", "text", "author_handle", "hashtags", "urls", "
 def _select_candidates(conn: psycopg.Connection, tables: Mapping[str, str], order: str, limit: int
                        ) -> list[Candidate]:
     """Unlabeled, never pushed tweets of the splits; `order` is "weak" (|weak_prob - 0.5|
-    ascending) or "seeded" (the splits' seeded random rank, for the model's candidate pool)."""
+    ascending) or "seeded" (a fixed pseudo-random order over all splits: the md5 of the tweet id)."""
     columns = sql.SQL(", ").join(map(sql.Identifier, _CANDIDATE_COLUMNS))
     union = sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT {columns}, {split} AS split, split_rank FROM {table} "
@@ -318,7 +318,9 @@ def _select_candidates(conn: psycopg.Connection, tables: Mapping[str, str], orde
         .format(columns=columns, split=sql.Literal(split), table=identifier(table))
         for split, table in tables.items())
     ordering = {"weak": sql.SQL("abs(weak_prob - 0.5) ASC NULLS LAST, tweet_id"),
-                "seeded": sql.SQL("split_rank, tweet_id")}[order]
+                # not split_rank: the splits are cut from its order (test first), so that order
+                # would label the test split first and give training no gold label for rounds
+                "seeded": sql.SQL("md5(tweet_id::text), tweet_id")}[order]
     rows = conn.execute(sql.SQL("SELECT * FROM ({union}) c ORDER BY {ordering} LIMIT %s")
                         .format(union=union, ordering=ordering), (limit,)).fetchall()
     return [Candidate(tweet_id=r[0], text=r[1], author_handle=r[2], hashtags=r[3], urls=r[4], weak_label=r[5],
@@ -391,12 +393,12 @@ def push_uncertain_tasks(settings: Settings, splits: Sequence[str] = PUSH_SPLITS
                          model_pool: int = 20_000) -> dict:
     """Push up to `batch_size` unlabeled tweets, most uncertain first, as Label Studio tasks.
 
-    `strategy` "model" scores up to `model_pool` candidates (in the splits' seeded order) with
+    `strategy` "model" scores up to `model_pool` candidates (in a seeded order over all splits) with
     `model_uri` (default: the champion) and ranks them by closeness to that model's threshold,
     "weak" if there is no model yet; "weak" ranks by |weak_prob - 0.5|; "random" takes them in
-    the splits' seeded order. `test_share` of the batch comes from the test split (less if it
-    has too few candidates). `max_pending` tops the queue up to at most that many tasks nobody
-    has labeled or skipped yet.
+    that seeded order (the md5 of the tweet id, unrelated to which split a tweet is in).
+    `test_share` of the batch comes from the test split (less if it has too few candidates).
+    `max_pending` tops the queue up to at most that many tasks nobody has labeled or skipped yet.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")

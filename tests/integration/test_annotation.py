@@ -257,12 +257,17 @@ def test_model_strategy_ranks_by_the_models_own_threshold_with_a_share_from_test
     env.assert_no_duplicates()
 
 
-def test_random_strategy_follows_the_splits_seeded_order(env):
+def test_random_strategy_follows_a_seeded_order_over_all_splits(env):
+    """The md5 of the tweet id, not split_rank: the splits are cut from split_rank's order, so
+    that order would label the test split first and leave training without gold labels."""
     expected = env.query("SELECT tweet_id FROM t WHERE annotation_task_id IS NULL AND gold_label IS NULL "
-                         "ORDER BY split_rank, tweet_id LIMIT 3")
+                         "ORDER BY md5(tweet_id::text), tweet_id LIMIT 12")
     before = set(env.pushed())
-    assert env.push(batch_size=3, strategy="random")["pushed"] == 3
+    assert env.push(batch_size=12, strategy="random")["pushed"] == 12
     assert set(env.pushed()) - before == {row[0] for row in expected}
+    splits = {split for (split,) in env.query("SELECT DISTINCT split FROM t WHERE tweet_id = ANY(%s)",
+                                              ([row[0] for row in expected],))}
+    assert len(splits) > 1, "a random batch is not one split's"
     env.assert_no_duplicates()
 
 
