@@ -20,7 +20,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from ai_tweets.annotation import pull, push
 from ai_tweets.assets import DATASET_SPLITS, GOLD_LABELS
-from ai_tweets.dag_support import assets_or_every, from_trigger, stage_task
+from ai_tweets.dag_support import assets_or_every, from_trigger, retrying, stage_task
 
 
 @dag(
@@ -31,8 +31,7 @@ from ai_tweets.dag_support import assets_or_every, from_trigger, stage_task
     render_template_as_native_obj=True,  # a null max_pending reaches push as None
     doc_md=__doc__,
     tags=["annotate", "label-studio", "active-learning"],
-    default_args={"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True,
-                  "max_retry_delay": timedelta(minutes=5)},
+    default_args=retrying(3),
     params={
         "dataset_version": Param(0, type="integer", minimum=0),
         "batch_size": Param(100, type="integer", minimum=0),

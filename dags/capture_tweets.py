@@ -20,7 +20,7 @@ from airflow.sdk import Param, dag, task
 
 from ai_tweets.assets import RAW_TWEETS
 from ai_tweets.capture import produce_tweets, raw_table_report
-from ai_tweets.dag_support import stage_task
+from ai_tweets.dag_support import retrying, stage_task
 
 INGEST_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "ingest.py")
 # The Kafka connector and JDBC jars (local stack); the Docker image has them in Spark already.
@@ -35,7 +35,7 @@ SPARK_JARS = f"{os.environ['SPARK_JARS_DIR']}/*.jar" if os.environ.get("SPARK_JA
     render_template_as_native_obj=True,
     doc_md=__doc__,
     tags=["capture", "kafka", "spark"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    default_args=retrying(2),
     params={
         "source": Param("generate", enum=["generate", "replay", "x"], description="where tweets come from"),
         "count": Param(20_000, type="integer", minimum=0, description="tweets to capture (0: use seconds)"),

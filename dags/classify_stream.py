@@ -13,12 +13,12 @@ is harmless. Until a first champion exists it only reports that it is waiting.
 Logic: `ai_tweets.jobs.ensure_classifier`, `ai_tweets.classify`.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Param, dag
 
 from ai_tweets.assets import CHAMPION_MODEL
-from ai_tweets.dag_support import assets_or_every, stage_task
+from ai_tweets.dag_support import assets_or_every, retrying, stage_task
 from ai_tweets.jobs import ensure_classifier
 
 
@@ -30,7 +30,7 @@ from ai_tweets.jobs import ensure_classifier
     render_template_as_native_obj=True,
     doc_md=__doc__,
     tags=["classify", "spark", "streaming"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    default_args=retrying(2),
     params={"retweet": Param(True, type="boolean", description="retweet AI tweets with links (dry-run "
                                                                 "unless X_RETWEET_DRY_RUN=false)")},
 )

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 
 from ai_tweets.assets import DATASET_SPLITS, RAW_TWEETS
-from ai_tweets.dag_support import fails_fast, from_trigger, stage_task
+from ai_tweets.dag_support import fails_fast, from_trigger, retrying, stage_task
 from ai_tweets.prepare import dedup, split, weak_label
 
 
@@ -26,7 +26,7 @@ from ai_tweets.prepare import dedup, split, weak_label
     max_active_runs=1,
     doc_md=__doc__,
     tags=["prepare", "snorkel"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    default_args=retrying(2),
     params={
         "raw_table_prefix": Param("raw_tweet_dataset", type="string", pattern="^[a-z_][a-z0-9_]*$"),
         "dataset_version": Param(0, type="integer", minimum=0),

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag
 
-from ai_tweets.dag_support import every, stage_task
+from ai_tweets.dag_support import every, retrying, stage_task
 from ai_tweets.health import check_service
 from ai_tweets.retention import prune
 
@@ -29,12 +29,7 @@ SERVICES = ("postgres", "kafka", "mlflow", "label_studio", "champion", "stream")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["ops", "health"],
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(seconds=20),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=2),
-    },
+    default_args={**retrying(2), "execution_timeout": timedelta(minutes=2)},
 )
 def service_health():
     checks = [stage_task(check_service, task_id=f"check_{service}")(service) for service in SERVICES]

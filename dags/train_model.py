@@ -18,7 +18,7 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ai_tweets.assets import CHAMPION_MODEL, DATASET_SPLITS, GOLD_LABELS
-from ai_tweets.dag_support import fails_fast, from_trigger
+from ai_tweets.dag_support import fails_fast, from_trigger, retrying
 from ai_tweets.train import train_model
 
 
@@ -30,7 +30,7 @@ from ai_tweets.train import train_model
     max_active_runs=1,
     doc_md=__doc__,
     tags=["train", "mlflow"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
+    default_args=retrying(2),
     params={
         "dataset_version": Param(0, type="integer", minimum=0),
         "epochs": Param(30, type="integer", minimum=1, maximum=200),

@@ -21,6 +21,9 @@ def local_stack() -> bool:
     # A stack this session starts holds the DAGs' timed schedules: a test sees only the runs it
     # causes (on a stack that was already up, tests find their runs by the events that made them).
     os.environ.setdefault("AI_TWEETS_TIMED_SCHEDULES", "off")
+    # ... and retries a failed task after 5 s, not 30: an outage test need not sit out the
+    # production delay (the policy itself, `dag_support.retrying`, is the same).
+    os.environ.setdefault("AI_TWEETS_TASK_RETRY_SECONDS", "5")
     was_up = stack_is_up()
     result = stack("up")
     print(result.stdout)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from ai_tweets.errors import DeterministicError
-from ai_tweets.settings import timed_schedules
+from ai_tweets.settings import task_retry_seconds, timed_schedules
 
 
 def every(cron: str) -> CronTriggerTimetable | None:
@@ -23,6 +24,14 @@ def assets_or_every(cron: str, assets: Sequence[Asset]) -> AssetOrTimeSchedule |
     """Runs on each event of `assets` and at `cron`; on the events only while timed schedules are held."""
     timetable = every(cron)
     return AssetOrTimeSchedule(timetable=timetable, assets=list(assets)) if timetable else list(assets)
+
+
+def retrying(retries: int) -> dict[str, Any]:
+    """The DAGs' one retry policy, as `default_args`: `retries` tries more after a failure, the
+    first after AI_TWEETS_TASK_RETRY_SECONDS, each later one twice as long (with Airflow's
+    jitter), never more than 10 minutes. Deterministic errors are not retried (`fails_fast`)."""
+    return {"retries": retries, "retry_delay": timedelta(seconds=task_retry_seconds()),
+            "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=10)}
 
 
 def fails_fast(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -247,6 +247,13 @@ def timed_schedules(env: Mapping[str, str] | None = None) -> bool:
     return value == "on"
 
 
+def task_retry_seconds(env: Mapping[str, str] | None = None) -> int:
+    """AI_TWEETS_TASK_RETRY_SECONDS: how long an Airflow task that failed on a service waits
+    before its first retry (default 30; each later retry waits twice as long, up to 10 minutes).
+    The test stack shortens it, so that an outage test does not sit out the production delay."""
+    return _whole_number(environment() if env is None else env, "AI_TWEETS_TASK_RETRY_SECONDS", 30, 1, 3600)
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int | None) -> Settings:
     """Read and validate every setting; raise SettingsError naming the first bad one.
 

@@ -1,5 +1,6 @@
 """Classify on the real stack: Kafka → Spark → model serving (batched) → ai_tweets/tweet_urls,
-exactly once, through a kill -9, a model server outage and a champion switch."""
+exactly once, through a model server outage and a champion switch (kill -9 at random moments:
+`tests/reliability/test_classify_reliability.py`)."""
 
 from __future__ import annotations
 
@@ -117,18 +118,6 @@ def test_20k_stream_matches_predict_and_a_replay_adds_nothing(served, tmp_path):
     _classify(iso, "--available-now")
     assert _classified(iso, ids) == classified
     assert iso.query("SELECT count(*) FROM ai_tweets WHERE tweet_id = ANY(%s)", (ids,))[0][0] == len(classified)
-
-
-def test_kill_9_mid_stream_loses_and_duplicates_nothing(served, tmp_path):
-    iso, ids, texts = _stream(served, tmp_path, 20_000, seed=42)
-    expected = _predicted_ai(iso, tmp_path, ids, texts, served[3])
-    job = _start_classify(iso, "--max-offsets", "2000", "--trigger-seconds", "0.5")
-    found = _wait_rows(iso, ids, 300, job)
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait(30)
-    assert found < len(expected), "the kill must land mid-stream"
-    _classify(iso, "--available-now")
-    assert set(_classified(iso, ids)) == expected
 
 
 def test_model_server_down_for_30_seconds(served, tmp_path):
@@ -295,7 +284,7 @@ def test_the_watchdog_restarts_a_stalled_classify_job_and_says_so(served, tmp_pa
         os.killpg(first["pid"], signal.SIGSTOP)  # hung: alive, but no batch any more
         more = [normalize(item.payload).id for item in generate(2_000, seed=51)]
         produce_tweets("generate", count=2_000, seed=51, settings=iso.settings)
-        time.sleep(35)
+        time.sleep(35)  # past the 30 s stall limit
         restarted = ensure_classifier()
         assert restarted["state"] == "restarted" and restarted["pid"] != first["pid"]
         assert restarted["reason"].startswith("stalled: no batch for") and "messages wait" in restarted["reason"]

@@ -51,8 +51,8 @@ def pipeline(local_stack):
 
 
 def _capture_conf(settings) -> dict:
-    """What `make demo` captures: the same generated tweets again."""
-    return {"source": "generate", "count": 20_000, "seed": 0, "file": "",
+    """The first 2,000 of the tweets `make demo` captured (the same seed): nothing new to capture."""
+    return {"source": "generate", "count": 2_000, "seed": 0, "file": "",
             "raw_table_prefix": settings.raw_table_prefix, "dataset_version": settings.dataset_version}
 
 

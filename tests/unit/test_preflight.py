@@ -38,13 +38,16 @@ def checkout(tmp_path, monkeypatch) -> Path:
              "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:{}", "MLFLOW_TRACKING_URI": "http://127.0.0.1:{}",
              "MODEL_SERVING_URL": "http://127.0.0.1:{}", "LABEL_STUDIO_URL": "http://127.0.0.1:{}",
              "AIRFLOW_URL": "http://127.0.0.1:{}", "SUPERSET_URL": "http://127.0.0.1:{}"}
-    lines = []
+    lines, taken = [], set()
     for line in (ROOT / ".env.example").read_text().splitlines():
         key = line.split("=", 1)[0]
         if key in ports:
+            # Distinct ports: the OS may hand the same free port out twice (Kafka uses two).
             port = _free_port()
-            while key == "KAFKA_BOOTSTRAP_SERVERS" and not preflight._bindable(port + 1):
+            while port in taken or port + 1 in taken or (
+                    key == "KAFKA_BOOTSTRAP_SERVERS" and not preflight._bindable(port + 1)):
                 port = _free_port()
+            taken.update({port, port + 1} if key == "KAFKA_BOOTSTRAP_SERVERS" else {port})
             line = f"{key}={ports[key].format(port)}"
         lines.append(line.replace("=change-me", "=" + "s" * 40))
     (root / ".env").write_text("\n".join(lines) + "\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from ai_tweets.settings import SettingsError, load_settings, read_env_file, timed_schedules
+from ai_tweets.settings import SettingsError, load_settings, read_env_file, task_retry_seconds, timed_schedules
 from ai_tweets.tables import dedup_table_name, identifier, raw_table_name, split_table_name
 
 GOOD = {
@@ -126,3 +126,11 @@ def test_timed_schedules_are_on_by_default_and_a_bad_value_is_named():
     assert timed_schedules({"AI_TWEETS_TIMED_SCHEDULES": "OFF"}) is False
     with pytest.raises(SettingsError, match="AI_TWEETS_TIMED_SCHEDULES"):
         timed_schedules({"AI_TWEETS_TIMED_SCHEDULES": "sometimes"})
+
+
+def test_the_task_retry_delay_is_30_s_by_default_and_a_bad_value_is_named():
+    assert task_retry_seconds({}) == 30
+    assert task_retry_seconds({"AI_TWEETS_TASK_RETRY_SECONDS": "5"}) == 5
+    for bad in ("0", "-1", "soon", "99999"):
+        with pytest.raises(SettingsError, match="AI_TWEETS_TASK_RETRY_SECONDS"):
+            task_retry_seconds({"AI_TWEETS_TASK_RETRY_SECONDS": bad})
