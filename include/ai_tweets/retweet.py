@@ -8,7 +8,8 @@ its action was, so replays, restarts and concurrent workers never retweet twice.
     pending        claimed, the POST to X is under way (or the process died during it)
     retweeted      X answered {"retweeted": true}
     would_retweet  dry run: eligible and within the budget, nothing sent to X
-    skipped        not eligible (no external link, denied or unlisted domain), or over a rate limit
+    skipped        not eligible (no external link, denied or unlisted domain), over a rate limit
+                   or the daily cap, or X does not confirm the tweet as the stream carried it
     failed         X refused or could not be reached; not retried
 
 Side effects outside the transaction: `decide` records every decision (`pending` for a retweet
@@ -16,6 +17,15 @@ to make) in the caller's transaction; the classify job commits them with its AI 
 only then does `send` POST the pending ones and record X's answer. The classify job keeps one
 Retweeter per process (`send_after_commit`), so its X client, its account check and its pause
 after a 429 last from batch to batch, and no X error ever fails a batch.
+
+X's own word: the stream's payload is not trusted for the decision (Kafka is a shared bus; a
+forged message could name any tweet). Before a live retweet, `send` re-reads the tweet from X
+(`GET /2/tweets/:id` with its author and links) and retweets only if X confirms the text the
+classifier scored and the author, and the links X reports pass the policy; otherwise the row is
+`skipped` with the reason (`x_not_found`, `x_differs: text`, `x_differs: author`, `x_says: …`).
+Live mode needs an allow list of domains (X_RETWEET_ALLOW_DOMAINS) or X_RETWEET_ANY_DOMAIN=true,
+said explicitly, and keeps to a daily cap (X_RETWEETS_PER_DAY, default 100) besides the
+15-minute budget.
 
 Crash safety: the `pending` row is committed before the POST and updated after it. A process
 that dies in between leaves `pending` behind, and a pending tweet is never retried
@@ -70,6 +80,8 @@ log = logging.getLogger(__name__)
 RETWEETS_TABLE = "retweets"
 X_RETWEETS_PER_15_MIN = 50  # X's limit on POST /2/users/:id/retweets, per user
 DEFAULT_RETWEETS_PER_15_MIN = 40  # a margin below it for retweets made by hand on the same account
+X_POSTS_PER_DAY = 2400  # X's daily cap on posts (retweets included) per account
+DEFAULT_RETWEETS_PER_DAY = 100
 X_PAUSE_WITHOUT_RESET = 15 * 60.0  # a 429 without x-rate-limit-reset: wait a whole window
 X_REQUEST_TIMEOUT = (10.0, 30.0)  # connect, read: a stalled POST must not hold the stream
 _WINDOW_LOCK = "ai_tweets.retweets"  # advisory lock serializing budget checks across workers
@@ -111,6 +123,8 @@ class RetweetPolicy:
     max_per_15min: int = DEFAULT_RETWEETS_PER_15_MIN
     allow_domains: tuple[str, ...] = ()
     deny_domains: tuple[str, ...] = ()
+    any_domain: bool = False  # live mode without an allow list: must be said explicitly
+    max_per_day: int = DEFAULT_RETWEETS_PER_DAY
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_per_15min <= X_RETWEETS_PER_15_MIN:
@@ -118,25 +132,42 @@ class RetweetPolicy:
                 f"X_RETWEETS_PER_15_MIN={self.max_per_15min} must be from 1 to {X_RETWEETS_PER_15_MIN}, "
                 f"X's limit of retweets per 15 minutes per user."
             )
+        if not 1 <= self.max_per_day <= X_POSTS_PER_DAY:
+            raise SettingsError(f"X_RETWEETS_PER_DAY={self.max_per_day} must be from 1 to {X_POSTS_PER_DAY}, "
+                                f"X's daily limit of posts per account.")
         object.__setattr__(self, "allow_domains", _domain_list(self.allow_domains, "X_RETWEET_ALLOW_DOMAINS"))
         object.__setattr__(self, "deny_domains", _domain_list(self.deny_domains, "X_RETWEET_DENY_DOMAINS"))
+        if not self.dry_run and not self.allow_domains and not self.any_domain:
+            raise SettingsError(
+                "X_RETWEET_ALLOW_DOMAINS is empty: live retweeting (X_RETWEET_DRY_RUN=false) needs the list "
+                "of domains the account may link to (e.g. arxiv.org,github.com), or X_RETWEET_ANY_DOMAIN=true "
+                "to retweet links to any domain not denied."
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RetweetPolicy:
         """X_RETWEET_DRY_RUN (default true), X_RETWEETS_PER_15_MIN (default 40),
-        X_RETWEET_ALLOW_DOMAINS and X_RETWEET_DENY_DOMAINS (comma-separated, default empty)."""
-        dry_run = env.get("X_RETWEET_DRY_RUN", "").strip().lower() or "true"
-        if dry_run not in _TRUE | _FALSE:
-            raise SettingsError(f"X_RETWEET_DRY_RUN={dry_run!r} must be true or false.")
-        limit = env.get("X_RETWEETS_PER_15_MIN", "").strip() or str(DEFAULT_RETWEETS_PER_15_MIN)
-        if not limit.isascii() or not limit.isdigit() or len(limit) > 6:
-            raise SettingsError(f"X_RETWEETS_PER_15_MIN={limit!r} must be a whole number from 1 to "
-                                f"{X_RETWEETS_PER_15_MIN}.")
+        X_RETWEETS_PER_DAY (default 100), X_RETWEET_ALLOW_DOMAINS and X_RETWEET_DENY_DOMAINS
+        (comma-separated, default empty), X_RETWEET_ANY_DOMAIN (default false)."""
+        def boolean(name: str, default: str) -> bool:
+            value = env.get(name, "").strip().lower() or default
+            if value not in _TRUE | _FALSE:
+                raise SettingsError(f"{name}={value!r} must be true or false.")
+            return value in _TRUE
+
+        def whole(name: str, default: int, high: int) -> int:
+            value = env.get(name, "").strip() or str(default)
+            if not value.isascii() or not value.isdigit() or len(value) > 6:
+                raise SettingsError(f"{name}={value!r} must be a whole number from 1 to {high}.")
+            return int(value)
+
         return cls(
-            dry_run=dry_run in _TRUE,
-            max_per_15min=int(limit),
+            dry_run=boolean("X_RETWEET_DRY_RUN", "true"),
+            max_per_15min=whole("X_RETWEETS_PER_15_MIN", DEFAULT_RETWEETS_PER_15_MIN, X_RETWEETS_PER_15_MIN),
             allow_domains=tuple(env.get("X_RETWEET_ALLOW_DOMAINS", "").split(",")),
             deny_domains=tuple(env.get("X_RETWEET_DENY_DOMAINS", "").split(",")),
+            any_domain=boolean("X_RETWEET_ANY_DOMAIN", "false"),
+            max_per_day=whole("X_RETWEETS_PER_DAY", DEFAULT_RETWEETS_PER_DAY, X_POSTS_PER_DAY),
         )
 
 
@@ -204,16 +235,17 @@ def eligible(urls: Sequence[UrlRecord], policy: RetweetPolicy) -> tuple[bool, st
 
 @dataclass(frozen=True)
 class Candidate:
-    """An AI tweet the classifier kept, with its links."""
+    """An AI tweet the classifier kept, with its links and the text it scored."""
 
     tweet_id: int
     author_handle: str | None
     ai_probability: float
     urls: tuple[UrlRecord, ...]
+    text: str = ""
 
     @classmethod
     def from_tweet(cls, tweet: Tweet, ai_probability: float) -> Candidate:
-        return cls(tweet.id, tweet.author_handle, ai_probability, tuple(extract_urls(tweet)))
+        return cls(tweet.id, tweet.author_handle, ai_probability, tuple(extract_urls(tweet)), tweet.text)
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -226,6 +258,7 @@ class RetweetResult:
     action: Action  # `already_decided`: a row existed, nothing was written or sent
     reason: str
     domains: tuple[str, ...] = ()
+    candidate: Candidate | None = field(default=None, repr=False, compare=False)  # what `send` confirms with X
 
 
 def ensure_retweets_table(conn: psycopg.Connection) -> None:
@@ -338,7 +371,10 @@ class Retweeter:
                     action, reason, response = "skipped", f"x_rate_limit: paused until {_utc(self._paused_until)}", None
                 else:
                     try:
-                        action, reason, response = self._send(self._account(), result.tweet_id)
+                        client = self._account()
+                        action, reason, response = self._confirm(client, result)
+                        if action == "pending":
+                            action, reason, response = self._send(client, result.tweet_id)
                     except RetweetError as exc:
                         refused = exc
                         action, reason, response = "failed", f"x_account: {str(exc)[:200]}", str(exc)
@@ -379,7 +415,7 @@ class Retweeter:
         if recorded is None:  # another worker recorded this tweet between our check and our insert
             return RetweetResult(candidate.tweet_id, "already_decided", "already decided by another worker",
                                  candidate.domains)
-        return RetweetResult(candidate.tweet_id, recorded, reason, candidate.domains)
+        return RetweetResult(candidate.tweet_id, recorded, reason, candidate.domains, candidate)
 
     # --- the table ----------------------------------------------------------------------------
 
@@ -404,13 +440,17 @@ class Retweeter:
         concurrent workers cannot both take the last slot."""
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_WINDOW_LOCK,))
-            used = conn.execute(sql.SQL("""
-                SELECT count(*) FROM {table}
-                WHERE dry_run = %s AND action <> 'skipped' AND decided_at > now() - interval '15 minutes'
-                """).format(table=identifier(RETWEETS_TABLE)), (self.policy.dry_run,)).fetchone()[0]
+            used, today = conn.execute(sql.SQL("""
+                SELECT count(*) FILTER (WHERE decided_at > now() - interval '15 minutes'), count(*)
+                FROM {table}
+                WHERE dry_run = %s AND action <> 'skipped' AND decided_at > now() - interval '1 day'
+                """).format(table=identifier(RETWEETS_TABLE)), (self.policy.dry_run,)).fetchone()
             if used >= self.policy.max_per_15min:
                 action = "skipped"
                 reason = f"local_rate_limit: {used} in the last 15 min (max {self.policy.max_per_15min})"
+            elif today >= self.policy.max_per_day:
+                action = "skipped"
+                reason = f"daily_cap: {today} in the last 24 h (X_RETWEETS_PER_DAY={self.policy.max_per_day})"
             return (action if self._insert(conn, candidate, action, reason) else None), reason
 
     def _complete(self, conn: psycopg.Connection, tweet_id: int, action: Action, reason: str,
@@ -449,6 +489,36 @@ class Retweeter:
         log.info("retweeting as @%s (user id %s)", me.username, me.id)
         self._client = client
         return client
+
+    def _confirm(self, client: tweepy.Client, result: RetweetResult) -> tuple[Action, str, str | None]:
+        """Re-read the tweet from X: `pending` (go on) if X confirms the text the classifier scored,
+        the author and links the policy accepts; else `skipped` (or `failed`) with the reason."""
+        candidate = result.candidate
+        if candidate is None:  # a decision without its candidate cannot be confirmed
+            return "skipped", "x_unconfirmed: no candidate to compare", None
+        try:
+            tweet = x_api.lookup_tweet(client, result.tweet_id)
+        except tweepy.TooManyRequests as exc:
+            wait = x_api._rate_limit_wait(exc.response.headers)
+            self._paused_until = time.time() + (wait if wait > 0 else X_PAUSE_WITHOUT_RESET)
+            return "skipped", f"x_rate_limit: tweet lookup 429, paused until {_utc(self._paused_until)}", None
+        except tweepy.Unauthorized as exc:
+            raise RetweetError("X rejected the account's credentials (401) while reading tweet "
+                               f"{result.tweet_id}: check X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET") from exc
+        except tweepy.HTTPException as exc:
+            return "failed", f"x_lookup_refused: {exc.response.status_code}", exc.response.text
+        except requests.RequestException as exc:
+            return "failed", f"x_unreachable: {type(exc).__name__} during the tweet lookup", str(exc)
+        if tweet is None:
+            return "skipped", "x_not_found: X does not return this tweet", None
+        if tweet.text != candidate.text:
+            return "skipped", "x_differs: text (the classifier scored another text than X has)", None
+        if (tweet.author_handle or "").lower() != (candidate.author_handle or "").lower():
+            return "skipped", f"x_differs: author (X says @{tweet.author_handle})", None
+        ok, reason = eligible(tuple(extract_urls(tweet)), self.policy)
+        if not ok:
+            return "skipped", f"x_says: {reason}", None
+        return "pending", reason, None
 
     def _send(self, client: tweepy.Client, tweet_id: int) -> tuple[Action, str, str | None]:
         """(action, reason, X's answer) of one POST /2/users/:id/retweets."""

@@ -457,6 +457,20 @@ class _RecentSearch:
         return None
 
 
+def lookup_tweet(client: tweepy.Client, tweet_id: int) -> Tweet | None:
+    """The tweet as X has it now (`GET /2/tweets/:id` with its author and links, as the account
+    that asks), or None when X returns no such tweet (deleted, protected, never existed).
+    X's refusals raise tweepy's exceptions; a malformed answer is treated as no tweet."""
+    response = client.request("GET", f"/2/tweets/{int(tweet_id)}", params={
+        "tweet.fields": ",".join(TWEET_FIELDS), "expansions": ",".join(EXPANSIONS),
+        "user.fields": ",".join(USER_FIELDS)}, user_auth=True)
+    try:
+        payload = response.json()
+        return normalize_v2(payload) if isinstance(payload, dict) and payload.get("data") else None
+    except (ValueError, MalformedTweet):
+        return None
+
+
 # --- tweepy plumbing ---------------------------------------------------------------------
 
 

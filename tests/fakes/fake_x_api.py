@@ -4,7 +4,8 @@
 protocol for tweepy and our own stream reader: bearer auth (401), filtered-stream rules with
 ids, the 1,024-character and 1,000-rule limits, the chunked `\\r\\n`-delimited stream with
 keep-alives and one connection at a time, recent search with `since_id` and `next_token`,
-retweets and `/2/users/me`. Tests script it (tweets to emit, error lines, dropped
+tweet lookup (`/2/tweets/:id`, for the tweets published to it), retweets and `/2/users/me`.
+Tests script it (tweets to emit, error lines, dropped
 connections, 429s for the next N requests) and read back every request it received.
 
 Error bodies follow the shape of X's problem objects (`title`, `detail`, `type`); their
@@ -35,6 +36,7 @@ RULES_PATH = "/2/tweets/search/stream/rules"
 STREAM_PATH = "/2/tweets/search/stream"
 RECENT_PATH = "/2/tweets/search/recent"
 ME_PATH = "/2/users/me"
+_TWEET_PATH = re.compile(r"/2/tweets/(\d+)")
 _RETWEETS_PATH = re.compile(r"/2/users/(\d+)/retweets")
 PROBLEMS = "https://api.twitter.com/2/problems"
 _DROP = object()  # stream action: close the connection abruptly, mid-body
@@ -67,6 +69,7 @@ class _Rejection:
 class _State:
     rules: dict[str, dict[str, str]] = field(default_factory=dict)
     recent: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> v2 item
+    published: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> v2 item: what lookup finds
     retweets: list[tuple[str, str]] = field(default_factory=list)  # (user id, tweet id)
     rejections: dict[str, _Rejection] = field(default_factory=dict)
     active_streams: int = 0
@@ -188,15 +191,23 @@ class FakeXApi:
 
     def reject_next(self, endpoint: str, count: int = 1, *, status: int = 429, reset_in: float = 1.0,
                     retry_after: int | None = None) -> None:
-        """Answer the next `count` requests to `endpoint` (stream, rules, search, retweet) with `status`."""
+        """Answer the next `count` requests to `endpoint` (stream, rules, search, lookup, retweet, me)
+        with `status`."""
         with self._lock:
             self._state.rejections[endpoint] = _Rejection(count, status, reset_in, retry_after)
 
     def add_recent(self, *items: dict[str, Any]) -> None:
-        """Make items (as built by `v2_tweet`) findable by recent search."""
+        """Make items (as built by `v2_tweet`) findable by recent search (and by lookup)."""
         with self._lock:
             for item in items:
                 self._state.recent[int(item["data"]["id"])] = item
+                self._state.published[int(item["data"]["id"])] = item
+
+    def publish(self, *items: dict[str, Any]) -> None:
+        """Make items (v2 `{"data", "includes"}`) exist on X: `GET /2/tweets/:id` returns them."""
+        with self._lock:
+            for item in items:
+                self._state.published[int(item["data"]["id"])] = item
 
     def _queue(self, action: Any) -> None:
         with self._lock:
@@ -373,6 +384,16 @@ class FakeXApi:
         return 200, {"data": [item["data"] for item in page], "includes": {"users": list(users.values())},
                      "meta": meta}
 
+    def _lookup(self, tweet_id: str) -> tuple[int, dict[str, Any]]:
+        """X answers a lookup of a tweet it does not have with 200 and an `errors` list."""
+        with self._lock:
+            item = self._state.published.get(int(tweet_id))
+        if item is None:
+            return 200, {"errors": [{"value": tweet_id, "detail": f"Could not find tweet with id: [{tweet_id}].",
+                                     "title": "Not Found Error", "resource_type": "tweet", "parameter": "id",
+                                     "resource_id": tweet_id, "type": f"{PROBLEMS}/resource-not-found"}]}
+        return 200, {"data": item["data"], "includes": item.get("includes", {})}
+
     def _retweet(self, user_id: str, payload: Any) -> tuple[int, dict[str, Any]]:
         if not isinstance(payload, dict) or not str(payload.get("tweet_id", "")).isdigit():
             return 400, _invalid("`tweet_id` is required.")
@@ -451,6 +472,9 @@ def _handler_for(api: FakeXApi) -> type[BaseHTTPRequestHandler]:
                 return "search", lambda: api._search(query)
             if path == ME_PATH and method == "GET":
                 return "me", lambda: (200, {"data": dict(api.me)})
+            lookup = _TWEET_PATH.fullmatch(path)
+            if lookup and method == "GET":
+                return "lookup", lambda: api._lookup(lookup.group(1))
             retweet = _RETWEETS_PATH.fullmatch(path)
             if retweet and method == "POST":
                 return "retweet", lambda: api._retweet(retweet.group(1), payload)

@@ -223,7 +223,7 @@ def test_x_errors_never_fail_a_batch_and_each_process_asks_x_once(served, tmp_pa
         api.reject_next("me", 1000, status=429, reset_in=900)
         live = {**iso.env, "X_RETWEET_DRY_RUN": "false", "X_API_KEY": "k", "X_API_SECRET": "s",
                 "X_ACCESS_TOKEN": "1000-t", "X_ACCESS_TOKEN_SECRET": "ts", "X_API_BASE_URL": api.base_url,
-                "X_RETWEETS_PER_15_MIN": "50"}
+                "X_RETWEETS_PER_15_MIN": "50", "X_RETWEET_ANY_DOMAIN": "true"}
         result = subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "classify.py"), "--available-now",
                                  "--retweet", "--max-offsets", "500"], env=python_env(**live), capture_output=True,
                                 text=True, timeout=600)

@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -32,18 +33,30 @@ from ai_tweets.retweet import (
 from ai_tweets.schema import Tweet, TweetUrl
 from ai_tweets.settings import SettingsError
 from ai_tweets.storage import connect
-from tests.fakes.fake_x_api import ME_PATH, FakeXApi
+from tests.fakes.fake_x_api import ME_PATH, FakeXApi, v2_tweet
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 
 RETWEET_PATH = "/2/users/1000/retweets"  # the fake's account is user 1000
 TABLE = sql.Identifier(RETWEETS_TABLE)
 CREDENTIALS = XCredentials("consumer-key", "consumer-secret", "1000-access-token", "access-token-secret")
+TEXT, AUTHOR = "An AI post", "ml_news"
+_RUNNING: list[FakeXApi] = []  # the fakes of the running test: `candidate` publishes its tweet on them
+
+
+@contextmanager
+def fake_x(**options) -> Iterator[FakeXApi]:
+    with FakeXApi(**options) as fake:
+        _RUNNING.append(fake)
+        try:
+            yield fake
+        finally:
+            _RUNNING.remove(fake)
 
 
 @pytest.fixture
 def api() -> Iterator[FakeXApi]:
-    with FakeXApi() as fake:
+    with fake_x() as fake:
         yield fake
 
 
@@ -61,14 +74,25 @@ def new_id(settings) -> Iterator[Callable[[], int]]:
         conn.execute(sql.SQL("DELETE FROM {table} WHERE tweet_id = ANY(%s)").format(table=TABLE), (ids,))
 
 
-def candidate(tweet_id: int, *expanded: str, probability: float = 0.9) -> Candidate:
-    tweet = Tweet(id=tweet_id, text="An AI post", created_at=datetime(2026, 5, 1, tzinfo=UTC),
-                  author_handle="ml_news",
+def on_x(tweet_id: int, *expanded: str, text: str = TEXT, author: str = AUTHOR) -> dict:
+    """The tweet as X returns it: its text with a t.co link per expanded URL."""
+    links = {f"https://t.co/{i}": url for i, url in enumerate(expanded)}
+    return v2_tweet(tweet_id, " ".join([text, *links]), username=author, urls=links)
+
+
+def candidate(tweet_id: int, *expanded: str, probability: float = 0.9, published: bool = True) -> Candidate:
+    """A candidate as the stream carried it; also published on the running fake X, unless not."""
+    item = on_x(tweet_id, *expanded)
+    for fake in _RUNNING if published else ():
+        fake.publish(item)
+    tweet = Tweet(id=tweet_id, text=item["data"]["text"], created_at=datetime(2026, 5, 1, tzinfo=UTC),
+                  author_handle=AUTHOR,
                   urls=tuple(TweetUrl(f"https://t.co/{i}", url) for i, url in enumerate(expanded)))
     return Candidate.from_tweet(tweet, probability)
 
 
 def live(settings, api: FakeXApi, credentials: XCredentials = CREDENTIALS, **policy) -> Retweeter:
+    policy.setdefault("any_domain", not policy.get("allow_domains"))
     return Retweeter(settings, RetweetPolicy(dry_run=False, **policy),
                      client_factory=lambda: user_client(credentials, api.base_url))
 
@@ -113,7 +137,7 @@ def test_dry_run_calls_no_x_endpoint_and_records_would_retweet(settings, api, ne
     assert f"would retweet {good} (arxiv.org)" in caplog.messages
     assert row(settings, good) == {
         "action": "would_retweet", "reason": "eligible: arxiv.org", "dry_run": True, "domains": ["arxiv.org"],
-        "response": None, "author_handle": "ml_news", "ai_probability": 0.9}
+        "response": None, "author_handle": AUTHOR, "ai_probability": 0.9}
     assert row(settings, twitter_only)["reason"] == "twitter_links_only"
     assert api.requests == []
     again = retweeter.process([candidate(good, "https://arxiv.org/abs/1")])
@@ -198,7 +222,7 @@ def test_a_429_is_recorded_and_pauses_until_the_reset_time(settings, api, new_id
 
 
 def test_a_429_without_reset_time_pauses_a_whole_window(settings, new_id):
-    with FakeXApi(retweet_limit=0) as api:  # its 429 carries no rate-limit headers
+    with fake_x(retweet_limit=0) as api:  # its 429 carries no rate-limit headers
         retweeter = live(settings, api, max_per_15min=budget(settings, False, 2))
         results = retweeter.process([candidate(new_id(), "https://arxiv.org/abs/1", probability=0.9),
                                      candidate(new_id(), "https://arxiv.org/abs/2", probability=0.8)])
@@ -224,8 +248,8 @@ def test_a_leftover_pending_row_blocks_a_second_attempt(settings, api, new_id):
                              consumer_secret=CREDENTIALS.api_secret, access_token=CREDENTIALS.access_token,
                              access_token_secret=CREDENTIALS.access_token_secret)
 
-    retweeter = Retweeter(settings, RetweetPolicy(dry_run=False, max_per_15min=budget(settings, False, 1)),
-                          client_factory=crashing_client)
+    retweeter = Retweeter(settings, RetweetPolicy(dry_run=False, max_per_15min=budget(settings, False, 1),
+                                                  any_domain=True), client_factory=crashing_client)
     with pytest.raises(Crash):
         retweeter.process([candidate(tweet_id, "https://arxiv.org/abs/5")])
     assert row(settings, tweet_id)["action"] == "pending"
@@ -254,8 +278,8 @@ def test_an_unreachable_x_is_recorded_as_failed_not_retried(settings, new_id):
         clients.append(user_client(CREDENTIALS, api.base_url))
         return clients[-1]
 
-    with FakeXApi() as api:
-        policy = RetweetPolicy(dry_run=False, max_per_15min=budget(settings, False, 2))
+    with fake_x() as api:
+        policy = RetweetPolicy(dry_run=False, max_per_15min=budget(settings, False, 2), any_domain=True)
         retweeter = Retweeter(settings, policy, client_factory=client)
         assert retweeter.process([candidate(reached, "https://arxiv.org/abs/1")])[0].action == "retweeted"
     clients[0].session.close()  # the fake's handlers would still answer on a kept-alive connection
@@ -288,8 +312,55 @@ def test_an_access_token_of_another_account_is_refused_before_anything_is_record
 
 def test_live_mode_without_credentials_names_the_variable(settings):
     with pytest.raises(SettingsError, match="^X_API_KEY is not set"):
-        Retweeter(settings, RetweetPolicy(dry_run=False), env={})
+        Retweeter(settings, RetweetPolicy(dry_run=False, any_domain=True), env={})
     with pytest.raises(SettingsError, match="^X_ACCESS_TOKEN_SECRET is not set"):
-        Retweeter(settings, RetweetPolicy(dry_run=False),
+        Retweeter(settings, RetweetPolicy(dry_run=False, any_domain=True),
                   env={"X_API_KEY": "k", "X_API_SECRET": "s", "X_ACCESS_TOKEN": "1-t"})
     assert Retweeter(settings, RetweetPolicy(dry_run=True), env={}).policy.dry_run  # a dry run needs none
+
+
+# --- X's own word ----------------------------------------------------------------------------
+
+
+def test_a_tweet_id_x_does_not_confirm_is_never_retweeted(settings, api, new_id):
+    """A message injected into Kafka names tweets as the attacker likes: X has no such tweet, or
+    it has another text, author or links than the message said. Nothing is retweeted."""
+    unknown, other_text, other_author, other_link, genuine = (new_id() for _ in range(5))
+    api.publish(on_x(other_text, "https://arxiv.org/abs/1", text="Buy followers now"),
+                on_x(other_author, "https://arxiv.org/abs/2", author="someone_else"),
+                on_x(other_link, "https://evil.example/phish"))
+    retweeter = live(settings, api, max_per_15min=budget(settings, False, 5), allow_domains=("arxiv.org",))
+    results = retweeter.process([
+        candidate(unknown, "https://arxiv.org/abs/0", published=False),
+        candidate(other_text, "https://arxiv.org/abs/1", published=False),
+        candidate(other_author, "https://arxiv.org/abs/2", published=False),
+        candidate(other_link, "https://arxiv.org/abs/3", published=False),
+        candidate(genuine, "https://arxiv.org/abs/4"),
+    ])
+    assert [(r.action, r.reason) for r in results] == [
+        ("skipped", "x_not_found: X does not return this tweet"),
+        ("skipped", "x_differs: text (the classifier scored another text than X has)"),
+        ("skipped", "x_differs: author (X says @someone_else)"),
+        ("skipped", "x_says: domain_not_allowed: evil.example"),
+        ("retweeted", "retweeted")]
+    assert api.retweets == [("1000", str(genuine))], "only the tweet X confirmed"
+    lookups = [r.path for r in api.requests if r.path.startswith("/2/tweets/")]
+    assert sorted(lookups) == sorted(f"/2/tweets/{i}" for i in (unknown, other_text, other_author, other_link,
+                                                                genuine))
+    assert all(r.headers["Authorization"].startswith("OAuth ") for r in api.requests)
+    assert [row(settings, i)["action"] for i in (unknown, other_text, other_author, other_link)] == ["skipped"] * 4
+
+
+def test_the_daily_cap_holds_across_workers(settings, api, new_id):
+    with connect(settings) as conn:
+        ensure_retweets_table(conn)
+        today = conn.execute(sql.SQL("SELECT count(*) FROM {table} WHERE NOT dry_run AND action <> 'skipped' "
+                                     "AND decided_at > now() - interval '1 day'").format(table=TABLE)).fetchone()[0]
+    ids = [new_id() for _ in range(3)]
+    cap = today + 1
+    results = live(settings, api, max_per_15min=budget(settings, False, 3), max_per_day=cap).process(
+        [candidate(tweet_id, f"https://arxiv.org/abs/{i}", probability=0.9 - i / 10) for i, tweet_id in enumerate(ids)])
+    assert [r.action for r in results] == ["retweeted", "skipped", "skipped"]
+    assert results[1].reason == f"daily_cap: {cap} in the last 24 h (X_RETWEETS_PER_DAY={cap})"
+    later = live(settings, api, max_per_15min=X_RETWEETS_PER_15_MIN, max_per_day=cap).process([candidate(new_id(), "https://arxiv.org/abs/9")])
+    assert later[0].reason.startswith("daily_cap:") and len(posts(api)) == 1

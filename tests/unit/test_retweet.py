@@ -117,7 +117,7 @@ def test_policy_from_env():
 @pytest.mark.parametrize(("value", "dry_run"), [("1", True), ("yes", True), ("TRUE", True), ("on", True),
                                                 ("0", False), ("no", False), ("off", False), ("", True)])
 def test_dry_run_values(value, dry_run):
-    assert RetweetPolicy.from_env({"X_RETWEET_DRY_RUN": value}).dry_run is dry_run
+    assert RetweetPolicy.from_env({"X_RETWEET_DRY_RUN": value, "X_RETWEET_ANY_DOMAIN": "true"}).dry_run is dry_run
 
 
 @pytest.mark.parametrize(("env", "variable"), [
@@ -130,10 +130,25 @@ def test_dry_run_values(value, dry_run):
     ({"X_RETWEET_ALLOW_DOMAINS": "https://arxiv.org/"}, "X_RETWEET_ALLOW_DOMAINS"),
     ({"X_RETWEET_DENY_DOMAINS": "bad domain.com"}, "X_RETWEET_DENY_DOMAINS"),
     ({"X_RETWEET_DENY_DOMAINS": "evil.com:8080"}, "X_RETWEET_DENY_DOMAINS"),
+    ({"X_RETWEETS_PER_DAY": "0"}, "X_RETWEETS_PER_DAY"),
+    ({"X_RETWEETS_PER_DAY": "2401"}, "X_RETWEETS_PER_DAY"),
+    ({"X_RETWEET_ANY_DOMAIN": "maybe"}, "X_RETWEET_ANY_DOMAIN"),
+    ({"X_RETWEET_DRY_RUN": "false"}, "X_RETWEET_ALLOW_DOMAINS"),  # live mode: an allow list, or "any" said
+    ({"X_RETWEET_DRY_RUN": "false", "X_RETWEET_ALLOW_DOMAINS": " , "}, "X_RETWEET_ALLOW_DOMAINS"),
 ])
 def test_bad_policy_settings_name_the_variable(env, variable):
     with pytest.raises(SettingsError, match=variable):
         RetweetPolicy.from_env(env)
+
+
+def test_live_mode_with_an_allow_list_or_any_domain_said_explicitly():
+    listed = RetweetPolicy.from_env({"X_RETWEET_DRY_RUN": "false", "X_RETWEET_ALLOW_DOMAINS": "arxiv.org"})
+    anything = RetweetPolicy.from_env({"X_RETWEET_DRY_RUN": "false", "X_RETWEET_ANY_DOMAIN": "yes",
+                                       "X_RETWEETS_PER_DAY": "20"})
+    assert (listed.allow_domains, listed.any_domain, listed.max_per_day) == (("arxiv.org",), False, 100)
+    assert (anything.allow_domains, anything.any_domain, anything.max_per_day) == ((), True, 20)
+    with pytest.raises(SettingsError, match="X_RETWEET_ANY_DOMAIN=true"):
+        RetweetPolicy(dry_run=False)
 
 
 # --- credentials ---------------------------------------------------------------------------
