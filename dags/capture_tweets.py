@@ -19,7 +19,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Param, dag, task
 
 from ai_tweets.assets import RAW_TWEETS
-from ai_tweets.capture import produce_tweets, raw_table_report
+from ai_tweets.capture import produce_requested, raw_table_report
 from ai_tweets.dag_support import retrying, stage_task
 
 INGEST_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "ingest.py")
@@ -40,14 +40,15 @@ SPARK_JARS = f"{os.environ['SPARK_JARS_DIR']}/*.jar" if os.environ.get("SPARK_JA
         "source": Param("generate", enum=["generate", "replay", "x"], description="where tweets come from"),
         "count": Param(20_000, type="integer", minimum=0, description="tweets to capture (0: use seconds)"),
         "seconds": Param(0, type="number", minimum=0, description="capture duration (0: use count)"),
-        "file": Param("", type="string", description="JSONL file for the replay source"),
+        "file": Param("", type="string", description="JSONL file in REPLAY_DIR for the replay source "
+                                                      "(a name; paths outside that folder are refused)"),
         "seed": Param(0, type="integer", minimum=0, description="generator seed"),
         "raw_table_prefix": Param("raw_tweet_dataset", type="string", pattern="^[a-z_][a-z0-9_]*$"),
         "dataset_version": Param(0, type="integer", minimum=0),
     },
 )
 def capture_tweets():
-    produce = stage_task(produce_tweets, task_id="produce")(
+    produce = stage_task(produce_requested, task_id="produce")(
         source="{{ params.source }}", count="{{ params.count }}", seconds="{{ params.seconds }}",
         file="{{ params.file }}", seed="{{ params.seed }}")
 

@@ -9,8 +9,10 @@ stack keeps running.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -41,12 +43,30 @@ def _table_rows(conn, table: str) -> int | None:
     return conn.execute(sql.SQL("SELECT count(*) FROM {t}").format(t=identifier(table))).fetchone()[0]
 
 
+def _into_replay_folder(file: Path, settings) -> str:
+    """The name under which the `capture_tweets` DAG finds `file`: the DAG replays only files in
+    REPLAY_DIR, so the demo (run by someone who can read the file) copies it there first."""
+    folder = settings.replay_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    source = file.resolve()
+    if source.is_relative_to(folder.resolve()):
+        return str(source.relative_to(folder.resolve()))
+    target = folder / source.name
+    if not (target.is_file() and filecmp.cmp(source, target, shallow=False)):
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(source, partial)
+        partial.replace(target)
+        print(f"copied {file} to {target} (the Airflow form replays files from REPLAY_DIR only)", flush=True)
+    return target.name
+
+
 def run_demo(source: str = "generate", file: str | None = None, count: int = 20_000,
              live_rate: float = 50.0, live_wait: float = 180.0) -> dict:
     settings = load_settings()
     env = environment()
     if source == "replay" and not (file and Path(file).is_file()):
         raise SettingsError(f"SOURCE=replay needs FILE=path/to/tweets.jsonl (got {file!r})")
+    replay_name = _into_replay_folder(Path(file), settings) if source == "replay" and file else ""
     client = AirflowClient(settings.airflow_url, "admin", env.get("AIRFLOW_ADMIN_PASSWORD", ""))
     print("waiting for Airflow to list the pipeline's DAGs …", flush=True)
     client.wait_for_dags(set(PIPELINE_DAGS))
@@ -68,7 +88,7 @@ def run_demo(source: str = "generate", file: str | None = None, count: int = 20_
     caused_by = {"prepare_dataset": "capture_tweets", "annotate": "prepare_dataset", "train_model": "prepare_dataset"}
     runs: dict[str, str] = {}
     conf = {"source": source, "count": 0 if source == "replay" else count,
-            "file": str(Path(file).resolve()) if file else "",
+            "file": replay_name,
             "raw_table_prefix": settings.raw_table_prefix, "dataset_version": version}
     for number, (dag_id, what) in enumerate(steps, start=1):
         print(f"[{number}/{len(steps)}] {dag_id}: {what} …", flush=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,7 +35,7 @@ class SettingsError(DeterministicError, ValueError):
 @dataclass(frozen=True)
 class Settings:
     streamingdb_url: str
-    streamingdb_password: str | None
+    streamingdb_password: str | None = field(repr=False)
     kafka_bootstrap_servers: str
     tweets_topic: str
     raw_table_prefix: str
@@ -44,9 +44,9 @@ class Settings:
     model_name: str
     model_serving_url: str
     label_studio_url: str
-    label_studio_api_key: str | None
+    label_studio_api_key: str | None = field(repr=False)
     airflow_url: str
-    x_bearer_token: str | None
+    x_bearer_token: str | None = field(repr=False)
     x_api_base_url: str | None
     x_keywords_file: Path | None
     x_capture_mode: str
@@ -57,6 +57,12 @@ class Settings:
     classify_stall_seconds: int = 1200
     quarantine_retention_days: int = 30
     batch_log_retention_days: int = 30
+    replay_dir: Path | None = None  # the only folder the Airflow form may replay files from
+
+    @property
+    def replay_folder(self) -> Path:
+        """REPLAY_DIR, by default `replay/` in DATA_DIR."""
+        return self.replay_dir or self.data_dir / "replay"
 
     def require(self, field: str) -> str:
         """The value of an optional secret that the calling stage cannot do without."""
@@ -267,6 +273,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", model_name):
         raise SettingsError(f"MODEL_NAME={model_name!r} must be letters, digits, '.', '_' or '-'.")
     data_dir = Path(env.get("DATA_DIR", "").strip() or ".local/data")
+    replay_dir = env.get("REPLAY_DIR", "").strip()
     keywords_file = env.get("X_STREAM_KEYWORDS_FILE", "").strip()
     if keywords_file and not Path(keywords_file).is_file():
         raise SettingsError(f"X_STREAM_KEYWORDS_FILE={keywords_file!r} is not a file.")
@@ -297,4 +304,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         classify_stall_seconds=_whole_number(env, "CLASSIFY_STALL_SECONDS", 1200, 30, 86_400),
         quarantine_retention_days=_whole_number(env, "QUARANTINE_RETENTION_DAYS", 30, 0, 36_500),
         batch_log_retention_days=_whole_number(env, "BATCH_LOG_RETENTION_DAYS", 30, 0, 36_500),
+        replay_dir=(Path(replay_dir) if Path(replay_dir).is_absolute() else PROJECT_ROOT / replay_dir)
+        if replay_dir else None,
     )

@@ -124,3 +124,22 @@ def test_x_source_through_kafka_into_the_raw_table(tmp_path):
     expanded = iso.query("SELECT urls->0->>'expanded_url' FROM {table} ORDER BY tweet_id LIMIT 1",
                          table=table)
     assert expanded == [("https://arxiv.org/abs/1",)]
+
+
+def test_the_airflow_form_refuses_a_replay_file_outside_the_replay_folder(settings):
+    """An Airflow user asks `capture_tweets` to replay the worker's `.env` (its lines would be
+    quarantined in the database, readable to anyone with SQL): the task refuses at once."""
+    from ai_tweets.airflow_api import AirflowClient, AirflowError
+    from ai_tweets.settings import PROJECT_ROOT, environment
+
+    client = AirflowClient(settings.airflow_url, "admin", environment().get("AIRFLOW_ADMIN_PASSWORD", ""))
+    client.wait_for_dags({"capture_tweets"})
+    client.unpause("capture_tweets")
+    hostile = str(PROJECT_ROOT / ".env")
+    run = client.trigger("capture_tweets", {"source": "replay", "file": hostile, "count": 0,
+                                            "raw_table_prefix": "refused_replay", "dataset_version": 0})
+    with pytest.raises(AirflowError, match="is outside REPLAY_DIR"):
+        client.wait("capture_tweets", run, timeout=600)
+    produce = client.task_instance("capture_tweets", run, "produce")
+    assert produce["state"] == "failed" and produce["try_number"] == 1, "a refused file fails fast, not retried"
+    assert client.task_states("capture_tweets", run)["ingest"] == "upstream_failed"

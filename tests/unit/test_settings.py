@@ -134,3 +134,32 @@ def test_the_task_retry_delay_is_30_s_by_default_and_a_bad_value_is_named():
     for bad in ("0", "-1", "soon", "99999"):
         with pytest.raises(SettingsError, match="AI_TWEETS_TASK_RETRY_SECONDS"):
             task_retry_seconds({"AI_TWEETS_TASK_RETRY_SECONDS": bad})
+
+
+def test_secrets_stay_out_of_the_settings_repr():
+    settings = load(LABEL_STUDIO_API_KEY="ls-token-123", X_BEARER_TOKEN="x-token-456")
+    shown = repr(settings)
+    assert "s3cret" not in shown and "ls-token-123" not in shown and "x-token-456" not in shown
+    assert settings.streamingdb_password == "s3cret" and "streamingdb_url=" in shown
+
+
+def test_the_airflow_form_replays_only_files_in_the_replay_folder(tmp_path):
+    from ai_tweets.capture import replay_path
+
+    folder, outside = tmp_path / "replay", tmp_path / "secrets"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "tweets.jsonl").write_text("{}\n")
+    (outside / ".env").write_text("PASSWORD=x\n")
+    (folder / "link.jsonl").symlink_to(outside / ".env")
+    settings = load(REPLAY_DIR=str(folder))
+    assert settings.replay_folder == folder
+    assert replay_path("tweets.jsonl", settings) == (folder / "tweets.jsonl").resolve()
+    assert replay_path(str(folder / "tweets.jsonl"), settings) == (folder / "tweets.jsonl").resolve()
+    for hostile in (str(outside / ".env"), "../secrets/.env", "link.jsonl", "/etc/passwd"):
+        with pytest.raises(SettingsError, match="is outside REPLAY_DIR"):
+            replay_path(hostile, settings)
+    for missing in ("", "nothing.jsonl", "."):
+        with pytest.raises(SettingsError, match="REPLAY_DIR"):
+            replay_path(missing, settings)
+    assert load(DATA_DIR=str(tmp_path)).replay_folder == tmp_path / "replay"
