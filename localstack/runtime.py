@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -26,7 +27,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ai_tweets.jobs import alive
-from ai_tweets.settings import PROJECT_ROOT, Settings, SettingsError, load_settings, read_env_file
+from ai_tweets.settings import (
+    PROJECT_ROOT,
+    Settings,
+    SettingsError,
+    load_settings,
+    read_env_file,
+    secret_problems,
+)
 
 PLACEHOLDER = "change-me"
 # The installer of every environment (PyPI's `uv`, pinned): it downloads in parallel and links
@@ -131,6 +139,18 @@ def progress(label: str, interval: float = 15) -> Iterator[Callable[[str], None]
     yield tick
 
 
+def _redacted(argv: list[str]) -> list[str]:
+    """`argv` for a log line: the value of any option that names a password, secret or token is
+    masked (secrets travel by the environment; this is the safety net)."""
+    shown, hide = [], False
+    for arg in argv:
+        name, sep, _ = arg.partition("=")
+        sensitive = name.startswith("-") and any(word in name.lower() for word in ("password", "secret", "token"))
+        shown.append("***" if hide else f"{name}=***" if sensitive and sep else arg)
+        hide = sensitive and not sep
+    return shown
+
+
 def run_logged(argv: list[str], label: str, log: Path, env: dict[str, str] | None = None,
                cwd: Path | None = None, user: str | None = None) -> None:
     """Run a long install or init command, its output in `log`, a heartbeat on stdout."""
@@ -138,7 +158,7 @@ def run_logged(argv: list[str], label: str, log: Path, env: dict[str, str] | Non
     print(f"{label} …", flush=True)
     began = time.monotonic()
     with log.open("ab") as out:
-        out.write(f"\n$ {' '.join(argv)}\n".encode())
+        out.write(f"\n$ {' '.join(_redacted(argv))}\n".encode())
         out.flush()
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 user=user, stdin=subprocess.DEVNULL)
@@ -161,16 +181,35 @@ def run_logged(argv: list[str], label: str, log: Path, env: dict[str, str] | Non
     print(f"{label}: done in {time.monotonic() - began:.0f} s", flush=True)
 
 
+def generated_secret(key: str) -> str:
+    """A random secret for `key`: a Fernet key for Airflow's, 40 hex digits otherwise."""
+    if key == "AIRFLOW_FERNET_KEY":
+        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return secrets.token_hex(20)
+
+
 def ensure_env_file(root: Path) -> Path:
-    """Create `.env` from `.env.example` with every `change-me` replaced by a random secret."""
+    """Create `.env` from `.env.example` with every `change-me` replaced by a random secret. An
+    existing `.env` keeps its values; a secret `.env.example` gained since (e.g. the Fernet
+    key) is generated and appended."""
     env_file = root / ".env"
+    example = (root / ".env.example").read_text().splitlines()
+    placeholders = [line.partition("=")[0] for line in example
+                    if not line.lstrip().startswith("#") and line.partition("=")[2].strip() == PLACEHOLDER]
     if env_file.exists():
+        missing = [key for key in placeholders if key not in read_env_file(env_file)]
+        if missing:
+            text = env_file.read_text()
+            with env_file.open("a") as file:
+                file.write(("" if text.endswith("\n") or not text else "\n")
+                           + "".join(f"{key}={generated_secret(key)}\n" for key in missing))
+            print(f"added generated {', '.join(missing)} to {env_file}")
         return env_file
     lines = []
-    for line in (root / ".env.example").read_text().splitlines():
+    for line in example:
         key, sep, value = line.partition("=")
         if sep and not line.lstrip().startswith("#") and value.strip() == PLACEHOLDER:
-            line = f"{key}={secrets.token_hex(20)}"
+            line = f"{key}={generated_secret(key)}"
         lines.append(line)
     env_file.write_text("\n".join(lines) + "\n")
     env_file.chmod(0o600)
@@ -195,10 +234,11 @@ class Context:
             settings = load_settings(env)
         except SettingsError as exc:
             raise StackError(f"bad setting: {exc}") from exc
-        for key in ("POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET",
-                    "LABEL_STUDIO_PASSWORD"):
-            if env.get(key, PLACEHOLDER) in ("", PLACEHOLDER):
-                raise StackError(f"{key} is not set in {env_file}: set a secret there.")
+        problems = secret_problems(env)
+        if problems:
+            raise StackError(f"unfit secrets in {env_file} (or the environment):\n"
+                             + "".join(f"  - {problem}\n" for problem in problems)
+                             + "fix: set each to a random secret (a .env without them gets generated ones)")
         local = root / ".local"
         for sub in ("logs", "run", "data", "tmp", "home"):
             (local / sub).mkdir(parents=True, exist_ok=True)

@@ -284,13 +284,19 @@ def psql(ctx: Context, sql: str, database: str = "postgres", variables: dict[str
     """Run SQL as the superuser over TCP; `:'name'` in `sql` is a safely quoted variable."""
     argv = [_pg_bin("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
             "-h", "127.0.0.1", "-p", str(_pg_port(ctx)), "-U", PG_USER, "-d", database, "-f", "-"]
-    for key, value in (variables or {}).items():
-        argv[1:1] = ["-v", f"{key}={value}"]
-    result = subprocess.run(argv, input=sql, capture_output=True, text=True,
+    # Variables go in on stdin (`\set`), not as `-v name=value`: a password on the command line
+    # shows in `ps` to every user of the machine.
+    settings = "".join(f"\\set {key} '{_psql_quoted(value)}'\n" for key, value in (variables or {}).items())
+    result = subprocess.run(argv, input=settings + sql, capture_output=True, text=True,
                             env={**os.environ, "PGPASSWORD": ctx.env["POSTGRES_PASSWORD"]})
     if result.returncode != 0:
         raise StackError(f"psql on {database} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def _psql_quoted(value: str) -> str:
+    """`value` inside single quotes of a psql meta-command: quotes doubled, backslashes escaped."""
+    return value.replace("\\", "\\\\").replace("'", "''")
 
 
 def _pg_bootstrap(ctx: Context) -> None:
@@ -470,13 +476,10 @@ def _superset_prepare(ctx: Context) -> None:
         return
     superset, env, log = str(_superset_venv(ctx) / "bin" / "superset"), _superset_env(ctx), ctx.log_file("superset")
     run_logged([superset, "db", "upgrade"], "migrating the Superset database", log, env=env)
+    run_logged([superset, "init"], "initializing Superset roles and permissions", log, env=env)
     users = psql(ctx, "SELECT count(*) FROM ab_user WHERE username = 'admin'", database="superset").strip()
     if users == "0":
-        run_logged([superset, "fab", "create-admin", "--username", "admin", "--firstname", "Superset",
-                    "--lastname", "Admin", "--email", "admin@ai-tweets.local",
-                    "--password", ctx.env["SUPERSET_ADMIN_PASSWORD"]],
-                   "creating the Superset admin", log, env=env)
-    run_logged([superset, "init"], "initializing Superset roles and permissions", log, env=env)
+        _superset_admin(ctx, "creating the Superset admin")
     for stale in home.glob(".initialized-*"):
         stale.unlink()
     marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
@@ -502,9 +505,13 @@ def _superset_sync_admin(ctx: Context) -> None:
     except urllib.error.HTTPError as exc:
         if exc.code != 401:
             return  # not a password problem: provisioning reports it
-    run_logged([str(_superset_venv(ctx) / "bin" / "superset"), "fab", "reset-password", "--username", "admin",
-                "--password", ctx.env["SUPERSET_ADMIN_PASSWORD"]],
-               "updating the Superset admin password from .env", ctx.log_file("superset"), env=_superset_env(ctx))
+    _superset_admin(ctx, "updating the Superset admin password from .env")
+
+
+def _superset_admin(ctx: Context, label: str) -> None:
+    """Create the admin or set its password; the password goes by the environment, never argv."""
+    run_logged([str(_superset_venv(ctx) / "bin" / "python"), str(ctx.root / "superset" / "admin_user.py")],
+               label, ctx.log_file("superset"), env=_superset_env(ctx))
 
 
 def _superset_provision(ctx: Context) -> None:
@@ -538,6 +545,7 @@ def _airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__API_AUTH__JWT_SECRET": ctx.env["AIRFLOW_JWT_SECRET"],
         "AIRFLOW__API__SECRET_KEY": ctx.env["AIRFLOW_JWT_SECRET"],
+        "AIRFLOW__CORE__FERNET_KEY": ctx.env["AIRFLOW_FERNET_KEY"],
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",

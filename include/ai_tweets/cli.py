@@ -180,11 +180,29 @@ def _annotate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_secrets_command(args: argparse.Namespace) -> int:
+    from ai_tweets.settings import STACK_SECRETS, environment, secret_problems
+
+    problems = secret_problems(environment(), args.names or STACK_SECRETS)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        print("fix: set each in .env to a random secret of 16+ characters (the local stack generates them)",
+              file=sys.stderr)
+        return 2
+    print(f"{len(args.names or STACK_SECRETS)} secrets set, none a placeholder, a default or short")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ai-tweets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("settings", help="print the validated settings (secrets masked)").set_defaults(
         handler=_settings_command)
+    secrets = commands.add_parser("check-secrets", help="refuse missing, placeholder, default or short secrets "
+                                                        "(Compose runs it before any service starts)")
+    secrets.add_argument("names", nargs="*", metavar="NAME", help="the variables to check (default: the stack's)")
+    secrets.set_defaults(handler=_check_secrets_command)
     health = commands.add_parser("health", help="check that every service answers")
     health.add_argument("services", nargs="*", metavar="SERVICE",
                         help="postgres, kafka, mlflow, label_studio, airflow (default: all)")

@@ -6,9 +6,11 @@ environment exists. Every error names the variable at fault and says what is exp
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -251,6 +253,40 @@ def timed_schedules(env: Mapping[str, str] | None = None) -> bool:
     if value not in {"on", "off"}:
         raise SettingsError(f"AI_TWEETS_TIMED_SCHEDULES={value!r} must be `on` or `off`.")
     return value == "on"
+
+
+# The secrets of the stacks (local and Compose): their `.env.example` value is the placeholder.
+STACK_SECRETS = ("STREAMINGDB_PASSWORD", "LABEL_STUDIO_API_KEY", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD",
+                 "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "LABEL_STUDIO_PASSWORD", "SUPERSET_SECRET_KEY",
+                 "SUPERSET_ADMIN_PASSWORD")
+MIN_SECRET_LENGTH = 16
+_WEAK = frozenset({"password", "password1234", "admin", "changeme", "change-me", "secret", "postgres",
+                   "airflow", "superset", "letmein", "123456", "12345678", "qwerty"})
+
+
+def secret_problems(env: Mapping[str, str], names: Sequence[str] = STACK_SECRETS) -> list[str]:
+    """Every secret of `names` that is missing, the placeholder, a well-known default or shorter
+    than 16 characters, each named; an empty list when all are fit to use."""
+    problems = []
+    for name in names:
+        value = env.get(name, "").strip()
+        if not value:
+            problems.append(f"{name} is not set")
+        elif value.lower() in _WEAK or value.lower().startswith(_PLACEHOLDER):
+            problems.append(f"{name} is a placeholder or a well-known default ({value[:3]}…)")
+        elif name == "AIRFLOW_FERNET_KEY" and not _fernet_key(value):
+            problems.append(f"{name} is not a Fernet key (32 url-safe base64-encoded bytes; generate one with "
+                            f"python -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')")
+        elif len(value) < MIN_SECRET_LENGTH:
+            problems.append(f"{name} is too short ({len(value)} characters; at least {MIN_SECRET_LENGTH})")
+    return problems
+
+
+def _fernet_key(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value.encode())) == 32
+    except (ValueError, binascii.Error):
+        return False
 
 
 def task_retry_seconds(env: Mapping[str, str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import pwd
 import shutil
@@ -26,8 +27,13 @@ def test_env_file_gets_random_secrets_and_is_private(tmp_path):
     other.mkdir()
     shutil.copy(ROOT / ".env.example", other / ".env.example")
     assert ensure_env_file(other).read_text() != text, "secrets must be random per machine"
-    env_file.write_text("KEEP=1\n")
-    assert ensure_env_file(tmp_path).read_text() == "KEEP=1\n", "an existing .env is never overwritten"
+    env_file.write_text("KEEP=1\nPOSTGRES_PASSWORD=mine\n")
+    kept = ensure_env_file(tmp_path).read_text()
+    assert kept.startswith("KEEP=1\nPOSTGRES_PASSWORD=mine\n"), "an existing .env keeps its values"
+    added = dict(line.split("=", 1) for line in kept.splitlines()[2:])
+    assert "POSTGRES_PASSWORD" not in added and {"AIRFLOW_FERNET_KEY", "SUPERSET_SECRET_KEY"} <= set(added), \
+        "secrets .env.example gained since are generated and appended"
+    assert len(base64.urlsafe_b64decode(added["AIRFLOW_FERNET_KEY"])) == 32
 
 
 def test_every_placeholder_in_env_example_is_a_secret_the_stack_generates():
@@ -79,3 +85,12 @@ def test_as_root_postgres_data_lives_where_its_user_can_reach_and_clean_removes_
     assert services._pg_data(ctx) == data, "one folder per checkout, kept across starts"
     services._pg_clean(ctx)
     assert not folder.exists()
+
+
+def test_a_logged_command_line_never_shows_a_secret():
+    from localstack.runtime import _redacted
+
+    assert _redacted(["superset", "fab", "reset-password", "--username", "admin", "--password", "hunter2hunter2",
+                      "--api-token=abc123", "--secret-key", "k3y", "plain"]) == [
+        "superset", "fab", "reset-password", "--username", "admin", "--password", "***",
+        "--api-token=***", "--secret-key", "***", "plain"]

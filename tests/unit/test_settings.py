@@ -163,3 +163,33 @@ def test_the_airflow_form_replays_only_files_in_the_replay_folder(tmp_path):
         with pytest.raises(SettingsError, match="REPLAY_DIR"):
             replay_path(missing, settings)
     assert load(DATA_DIR=str(tmp_path)).replay_folder == tmp_path / "replay"
+
+
+def test_unfit_secrets_are_each_named():
+    from ai_tweets.settings import STACK_SECRETS, secret_problems
+
+    good = {name: "a" * 40 for name in STACK_SECRETS} | {"AIRFLOW_FERNET_KEY": "A" * 43 + "="}
+    assert secret_problems(good) == []
+    bad = {**good, "POSTGRES_PASSWORD": "change-me", "SUPERSET_SECRET_KEY": "short",
+           "AIRFLOW_ADMIN_PASSWORD": "Password", "AIRFLOW_FERNET_KEY": "not-a-key" * 4}
+    del bad["STREAMINGDB_PASSWORD"]
+    problems = secret_problems(bad)
+    assert [p.split()[0] for p in problems] == ["STREAMINGDB_PASSWORD", "POSTGRES_PASSWORD",
+                                                "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_FERNET_KEY",
+                                                "SUPERSET_SECRET_KEY"]
+    assert "placeholder" in problems[1] and "change-me" not in problems[1], "a secret is never echoed whole"
+    assert "too short" in problems[4] and "Fernet" in problems[3]
+
+
+def test_the_check_secrets_command_names_each_and_exits_2(monkeypatch, capsys):
+    from ai_tweets.cli import main
+    from ai_tweets.settings import STACK_SECRETS
+
+    for name in STACK_SECRETS:
+        monkeypatch.setenv(name, "b" * 40)
+    monkeypatch.setenv("AIRFLOW_FERNET_KEY", "B" * 43 + "=")
+    monkeypatch.setenv("AI_TWEETS_ENV_FILE", "/nonexistent/.env")
+    assert main(["check-secrets"]) == 0
+    monkeypatch.setenv("AIRFLOW_JWT_SECRET", "change-me")
+    assert main(["check-secrets"]) == 2
+    assert "AIRFLOW_JWT_SECRET is a placeholder" in capsys.readouterr().err
