@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from ai_tweets.settings import STREAMINGDB_READER
 from localstack.runtime import (
     PLACEHOLDER,
     Build,
@@ -308,7 +309,20 @@ def _pg_bootstrap(ctx: Context) -> None:
         SELECT format('ALTER ROLE %I PASSWORD %L', :'owner', :'password') \\gexec
         SELECT format('CREATE DATABASE streamingdb OWNER %I', :'owner')
          WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'streamingdb') \\gexec
-    """, variables={"owner": owner, "password": ctx.settings.streamingdb_password or ""})
+        SELECT format('CREATE ROLE %I LOGIN', :'reader')
+         WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'reader') \\gexec
+        SELECT format('ALTER ROLE %I PASSWORD %L', :'reader', :'reader_password') \\gexec
+        SELECT format('GRANT CONNECT ON DATABASE streamingdb TO %I', :'reader') \\gexec
+    """, variables={"owner": owner, "password": ctx.settings.streamingdb_password or "",
+                    "reader": STREAMINGDB_READER, "reader_password": ctx.settings.streamingdb_reader_password or ""})
+    # Read-only for Superset (and people): SELECT on every table the pipeline's role has made or
+    # will make; nothing else (the database refuses DML whatever a UI flag says).
+    psql(ctx, """
+        SELECT format('GRANT USAGE ON SCHEMA public TO %I', :'reader') \\gexec
+        SELECT format('GRANT SELECT ON ALL TABLES IN SCHEMA public TO %I', :'reader') \\gexec
+        SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public GRANT SELECT ON TABLES TO %I',
+                      :'owner', :'reader') \\gexec
+    """, database="streamingdb", variables={"owner": owner, "reader": STREAMINGDB_READER})
     for database in SERVICE_DATABASES:
         psql(ctx, """
             SELECT format('CREATE DATABASE %I', :'db')

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ai_tweets.settings import SettingsError, load_settings
 
-SECRET_FIELDS = {"streamingdb_password", "label_studio_api_key", "x_bearer_token"}
+SECRET_FIELDS = {"streamingdb_password", "streamingdb_reader_password", "label_studio_api_key", "x_bearer_token"}
 
 
 def _settings_command(_: argparse.Namespace) -> int:

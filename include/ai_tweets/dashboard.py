@@ -2,8 +2,9 @@
 
 The bundle there is Superset's own export format (YAML: databases, datasets, charts,
 dashboards). `provision_dashboard` makes the live Superset match it through the REST API:
-it creates or updates the `streamingdb` connection (URI from STREAMINGDB_URL, password from
-STREAMINGDB_PASSWORD, never stored in the bundle), then the datasets, charts and dashboard.
+it creates or updates the `streamingdb` connection (host and database from STREAMINGDB_URL,
+as the read-only role `streaming_reader` with STREAMINGDB_READER_PASSWORD, never stored in the
+bundle), then the datasets, charts and dashboard.
 Idempotent: every object is keyed by the UUID in its YAML, so a second run overwrites in
 place and keeps the ids. The charts read tables that the stages write (see `prepare_sources`);
 nothing here computes or copies their numbers.
@@ -27,7 +28,14 @@ import psycopg
 import requests
 
 from ai_tweets.classify import ensure_tables as ensure_classify_tables
-from ai_tweets.settings import PROJECT_ROOT, Settings, SettingsError, environment, load_settings
+from ai_tweets.settings import (
+    PROJECT_ROOT,
+    STREAMINGDB_READER,
+    Settings,
+    SettingsError,
+    environment,
+    load_settings,
+)
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import LABEL_COUNTS, LEARNING_CURVE, MODEL_QUALITY
 
@@ -59,10 +67,11 @@ def prepare_sources(settings: Settings) -> None:
 
 
 def sqlalchemy_uri(settings: Settings) -> str:
-    """The connection as Superset stores it: STREAMINGDB_URL with psycopg2 and a masked password
-    (the real one goes in the import's `passwords` field)."""
+    """The connection as Superset stores it: STREAMINGDB_URL's host and database, as the
+    read-only role (the database refuses DML, whatever Superset's flags say), with psycopg2 and
+    a masked password (the real one goes in the import's `passwords` field)."""
     parts = urlsplit(settings.streamingdb_url)
-    user = quote(parts.username or "streaming", safe="")
+    user = quote(STREAMINGDB_READER, safe="")
     return f"postgresql+psycopg2://{user}:XXXXXXXXXX@{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
@@ -154,9 +163,10 @@ def provision_dashboard(settings: Settings | None = None, username: str = "admin
     settings = settings or load_settings()
     prepare_sources(settings)
     files = bundle_files(settings, bundle)
-    if not settings.streamingdb_password:
-        raise DashboardError("STREAMINGDB_PASSWORD is not set: Superset needs it to read streamingdb.")
-    passwords = {DATABASE_FILE: settings.streamingdb_password}
+    if not settings.streamingdb_reader_password:
+        raise DashboardError("STREAMINGDB_READER_PASSWORD is not set: Superset reads streamingdb as the "
+                             f"read-only role {STREAMINGDB_READER} with it.")
+    passwords = {DATABASE_FILE: settings.streamingdb_reader_password}
     superset = login(settings, username, password)
     for kind, object_type in IMPORTS:
         superset.import_bundle(kind, bundle_zip(files, object_type), passwords)

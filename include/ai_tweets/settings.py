@@ -59,6 +59,7 @@ class Settings:
     classify_stall_seconds: int = 1200
     quarantine_retention_days: int = 30
     batch_log_retention_days: int = 30
+    streamingdb_reader_password: str | None = field(default=None, repr=False)  # Superset's read-only role
     replay_dir: Path | None = None  # the only folder the Airflow form may replay files from
 
     @property
@@ -256,9 +257,9 @@ def timed_schedules(env: Mapping[str, str] | None = None) -> bool:
 
 
 # The secrets of the stacks (local and Compose): their `.env.example` value is the placeholder.
-STACK_SECRETS = ("STREAMINGDB_PASSWORD", "LABEL_STUDIO_API_KEY", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD",
-                 "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "LABEL_STUDIO_PASSWORD", "SUPERSET_SECRET_KEY",
-                 "SUPERSET_ADMIN_PASSWORD")
+STACK_SECRETS = ("STREAMINGDB_PASSWORD", "STREAMINGDB_READER_PASSWORD", "LABEL_STUDIO_API_KEY",
+                 "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY",
+                 "LABEL_STUDIO_PASSWORD", "SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD")
 MIN_SECRET_LENGTH = 16
 _WEAK = frozenset({"password", "password1234", "admin", "changeme", "change-me", "secret", "postgres",
                    "airflow", "superset", "letmein", "123456", "12345678", "qwerty"})
@@ -287,6 +288,11 @@ def _fernet_key(value: str) -> bool:
         return len(base64.urlsafe_b64decode(value.encode())) == 32
     except (ValueError, binascii.Error):
         return False
+
+
+# The role Superset (and any person's SQL) reads streamingdb as: SELECT only, granted by the
+# stacks' PostgreSQL bootstrap on every table the pipeline's role creates.
+STREAMINGDB_READER = "streaming_reader"
 
 
 def task_retry_seconds(env: Mapping[str, str] | None = None) -> int:
@@ -340,6 +346,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         classify_stall_seconds=_whole_number(env, "CLASSIFY_STALL_SECONDS", 1200, 30, 86_400),
         quarantine_retention_days=_whole_number(env, "QUARANTINE_RETENTION_DAYS", 30, 0, 36_500),
         batch_log_retention_days=_whole_number(env, "BATCH_LOG_RETENTION_DAYS", 30, 0, 36_500),
+        streamingdb_reader_password=_secret(env, "STREAMINGDB_READER_PASSWORD"),
         replay_dir=(Path(replay_dir) if Path(replay_dir).is_absolute() else PROJECT_ROOT / replay_dir)
         if replay_dir else None,
     )

@@ -193,3 +193,24 @@ def test_screenshot_of_the_dashboard(settings, provisioned, seeded, tmp_path):
         assert image.size[0] >= 1500
         assert max(ImageStat.Stat(gray).stddev) > 20, "the screenshot is blank"
         assert len(gray.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 50
+
+
+def test_superset_reads_streamingdb_as_a_role_the_database_refuses_dml(settings, provisioned, seeded):
+    """Superset's connection is the read-only role: a SQL Lab user (or anyone who gets the
+    connection) can read the tables but PostgreSQL itself refuses DELETE, UPDATE and DDL."""
+    import psycopg
+
+    from ai_tweets.settings import STREAMINGDB_READER
+
+    superset = login(settings)
+    database = superset.find("database", "database_name", "streamingdb")[0]
+    uri = superset.get(f"/api/v1/database/{database['id']}")["result"]["sqlalchemy_uri"]
+    assert f"//{STREAMINGDB_READER}:" in uri, uri
+    reader = psycopg.conninfo.make_conninfo(settings.streamingdb_conninfo, user=STREAMINGDB_READER,
+                                            password=settings.streamingdb_reader_password)
+    with psycopg.connect(reader, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM ai_tweets").fetchone()[0] > 0
+        for statement in ("DELETE FROM ai_tweets", "UPDATE classify_batches SET rows_in = 0",
+                          "DROP TABLE learning_curve", "CREATE TABLE stolen (x text)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)

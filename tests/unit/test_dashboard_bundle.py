@@ -35,7 +35,7 @@ def of_kind(bundle: dict[str, dict], folder: str) -> dict[str, dict]:
 
 def test_placeholders_are_filled_in(bundle):
     assert bundle[DATABASE_FILE]["sqlalchemy_uri"] == \
-        "postgresql+psycopg2://streaming:XXXXXXXXXX@db.example:6543/streamingdb"
+        "postgresql+psycopg2://streaming_reader:XXXXXXXXXX@db.example:6543/streamingdb"  # the read-only role
     assert "s3cret" not in json.dumps(bundle)
     assert "${" not in json.dumps(bundle)
     quality = next(chart for chart in of_kind(bundle, "charts/").values()
