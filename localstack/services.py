@@ -423,6 +423,8 @@ def _ls_env(ctx: Context) -> dict[str, str]:
         "LABEL_STUDIO_PASSWORD": ctx.env["LABEL_STUDIO_PASSWORD"],
         "LABEL_STUDIO_USER_TOKEN": ctx.env["LABEL_STUDIO_API_KEY"],
         "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        # Nobody signs up without the organization's invite link (a person the owner invited).
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         # Nothing phones home (no network here, and none wanted).
         "LATEST_VERSION_CHECK": "false",
         "COLLECT_ANALYTICS": "false",

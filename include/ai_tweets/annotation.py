@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -269,17 +269,24 @@ def annotation_label(annotation: Any) -> int | None:
     return None
 
 
-def gold_from_annotations(annotations: Iterable[Any], annotators: Mapping[int, str]) -> Gold | None:
+def _annotator(annotation: Any, annotators: Mapping[int, str]) -> str:
+    who = _get(annotation, "completed_by")
+    who = _get(who, "id") if isinstance(who, Mapping) else who
+    return annotators.get(who, str(who))
+
+
+def gold_from_annotations(annotations: Iterable[Any], annotators: Mapping[int, str],
+                          counted: Collection[str] = ()) -> Gold | None:
     """The latest (by update time) submitted, not skipped annotation with a choice; None if
-    there is none (no annotation yet, or only skips)."""
-    submitted = [a for a in annotations if not _get(a, "was_cancelled") and annotation_label(a) is not None]
+    there is none (no annotation yet, or only skips). With `counted` (LABEL_STUDIO_ANNOTATORS),
+    only the annotations of those users (by e-mail) count; anyone else's are ignored."""
+    submitted = [a for a in annotations if not _get(a, "was_cancelled") and annotation_label(a) is not None
+                 and (not counted or _annotator(a, annotators).lower() in counted)]
     if not submitted:
         return None
     latest = max(submitted, key=lambda a: (_timestamp(_get(a, "updated_at") or _get(a, "created_at")),
                                            _get(a, "id") or 0))
-    who = _get(latest, "completed_by")
-    who = _get(who, "id") if isinstance(who, Mapping) else who
-    return Gold(label=annotation_label(latest), labeled_by=annotators.get(who, str(who)),
+    return Gold(label=annotation_label(latest), labeled_by=_annotator(latest, annotators),
                 labeled_at=_timestamp(_get(latest, "updated_at") or _get(latest, "created_at")))
 
 
@@ -486,7 +493,8 @@ def pull_annotations(settings: Settings, *, title: str | None = None, retry: Ret
     """Annotations of the version's project → gold_label/gold_labeled_by/gold_labeled_at.
 
     Counts: `new` (no gold label before), `changed` (another label than before), `unchanged`,
-    `skipped` (tasks only skipped), `pending` (tasks nobody has touched). Only rows whose label,
+    `skipped` (tasks only skipped), `pending` (tasks nobody has touched), `ignored` (labeled only
+    by users LABEL_STUDIO_ANNOTATORS does not list). Only rows whose label,
     annotator or time differ are written, so a second pull writes nothing.
     """
     client = label_studio_client(settings, retry)
@@ -494,13 +502,15 @@ def pull_annotations(settings: Settings, *, title: str | None = None, retry: Ret
     annotators = {user.id: user.email or str(user.id) for user in client.users.list()}
     golds: dict[str, dict[int, Gold]] = {}
     report = {"dataset_version": settings.dataset_version, "project_id": project_id, "tasks": 0, "new": 0,
-              "changed": 0, "unchanged": 0, "skipped": 0, "pending": 0, "written": 0}
+              "changed": 0, "unchanged": 0, "skipped": 0, "pending": 0, "ignored": 0, "written": 0}
     for task in _project_tasks(client, project_id, fields="all"):
         report["tasks"] += 1
         tweet = _task_tweet(task)
         annotations = _get(task, "annotations") or []
-        gold = gold_from_annotations(annotations, annotators)
-        if gold is None:
+        gold = gold_from_annotations(annotations, annotators, settings.label_studio_annotators)
+        if gold is None and any(gold_from_annotations([a], annotators) for a in annotations):
+            report["ignored"] += 1  # labeled, but by no one LABEL_STUDIO_ANNOTATORS lists
+        elif gold is None:
             report["skipped" if annotations else "pending"] += 1
         elif tweet is not None:
             golds.setdefault(tweet[1], {})[tweet[0]] = gold

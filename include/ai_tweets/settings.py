@@ -60,6 +60,7 @@ class Settings:
     quarantine_retention_days: int = 30
     batch_log_retention_days: int = 30
     streamingdb_reader_password: str | None = field(default=None, repr=False)  # Superset's read-only role
+    label_studio_annotators: frozenset[str] = frozenset()  # whose annotations become gold (empty: anyone's)
     replay_dir: Path | None = None  # the only folder the Airflow form may replay files from
 
     @property
@@ -166,6 +167,15 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
             f"set a real secret (`make up` generates one in .env)."
         )
     return value
+
+
+def _emails(env: Mapping[str, str], name: str) -> frozenset[str]:
+    """A comma-separated list of e-mail addresses, lower-cased."""
+    emails = [value.strip().lower() for value in env.get(name, "").split(",") if value.strip()]
+    bad = [email for email in emails if not re.fullmatch(r"[^@\s,]+@[^@\s,]+", email)]
+    if bad:
+        raise SettingsError(f"{name}: {bad[0]!r} is not an e-mail address (a comma-separated list is expected).")
+    return frozenset(emails)
 
 
 def _http_url(env: Mapping[str, str], name: str) -> str:
@@ -347,6 +357,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         quarantine_retention_days=_whole_number(env, "QUARANTINE_RETENTION_DAYS", 30, 0, 36_500),
         batch_log_retention_days=_whole_number(env, "BATCH_LOG_RETENTION_DAYS", 30, 0, 36_500),
         streamingdb_reader_password=_secret(env, "STREAMINGDB_READER_PASSWORD"),
+        label_studio_annotators=_emails(env, "LABEL_STUDIO_ANNOTATORS"),
         replay_dir=(Path(replay_dir) if Path(replay_dir).is_absolute() else PROJECT_ROOT / replay_dir)
         if replay_dir else None,
     )

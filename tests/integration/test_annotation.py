@@ -328,3 +328,42 @@ def test_screenshot_of_the_labeling_screen(env, tmp_path):
         assert image.size[0] >= 1000
         assert max(ImageStat.Stat(image.convert("L")).stddev) > 20, "the screenshot is blank"
         assert len(image.convert("L").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 50
+
+
+def test_sign_up_needs_the_invite_link_and_only_listed_annotators_make_gold(env):
+    """Open sign-up is closed (anyone could otherwise label, and every label becomes gold); a
+    person joins through the owner's invite link, and with LABEL_STUDIO_ANNOTATORS set only the
+    listed people's annotations count."""
+    import dataclasses
+    import re
+
+    import requests
+
+    from ai_tweets.quality import _sign_up
+
+    url = env.settings.label_studio_url
+    stranger = f"stranger-{uuid.uuid4().hex[:8]}@example.org"
+    with requests.Session() as session:
+        page = session.get(f"{url}/user/signup/", timeout=30)
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        refused = session.post(f"{url}/user/signup/", timeout=30, allow_redirects=False,
+                               data={"email": stranger, "password": "a-long-password-1",
+                                     "csrfmiddlewaretoken": csrf.group(1) if csrf else ""},
+                               headers={"Referer": f"{url}/user/signup/"})
+    assert refused.status_code == 403, refused.status_code
+    assert stranger not in {user.email for user in env.client.users.list()}
+
+    invited = f"invited-{uuid.uuid4().hex[:8]}@example.org"
+    token = _sign_up(env.settings, invited, uuid.uuid4().hex)
+    as_invited = annotation.label_studio_client(dataclasses.replace(env.settings, label_studio_api_key=token))
+    task = next(task for task in sorted(env.tasks(), key=lambda task: task.id) if not task.annotations)
+    as_invited.annotations.create(id=task.id, result=[annotation._choice(AI)])
+    owner = env.client.users.whoami().email
+    only_owner = dataclasses.replace(env.settings, label_studio_annotators=frozenset({owner.lower()}))
+    report = annotation.pull_annotations(only_owner, title=env.title)
+    assert report["ignored"] == 1 and report["written"] == 0
+    assert env.query("SELECT gold_label FROM t WHERE tweet_id = %s", (int(task.data["tweet_id"]),)) == [(None,)]
+    report = env.pull()  # no list: every member's annotations count
+    assert report["new"] == 1 and report["ignored"] == 0
+    assert env.query("SELECT gold_labeled_by FROM t WHERE tweet_id = %s", (int(task.data["tweet_id"]),)) == [
+        (invited,)]

@@ -176,3 +176,13 @@ def test_the_dag_emits_gold_labels_only_when_gold_labels_arrived():
     assert events[GOLD_LABELS].extra == {"dataset_version": 3, "new": 2, "changed": 1}
     assert dag.get_task("announce").outlets == [GOLD_LABELS]
     assert dag.get_task("push").upstream_task_ids >= {"pull"}
+
+
+def test_only_the_listed_annotators_make_gold_labels():
+    people = {1: "ann@example.org", 2: "mallory@example.org"}
+    mallory_later = [annotation(1, "AI", "2026-01-02T10:00:00Z", who=1),
+                     annotation(2, "Not AI", "2026-01-03T10:00:00Z", who=2)]
+    assert gold_from_annotations(mallory_later, people).labeled_by == "mallory@example.org"  # no list: anyone
+    listed = gold_from_annotations(mallory_later, people, {"ann@example.org"})
+    assert (listed.label, listed.labeled_by) == (1, "ann@example.org")
+    assert gold_from_annotations(mallory_later[1:], people, {"ann@example.org"}) is None

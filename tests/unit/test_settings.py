@@ -193,3 +193,11 @@ def test_the_check_secrets_command_names_each_and_exits_2(monkeypatch, capsys):
     monkeypatch.setenv("AIRFLOW_JWT_SECRET", "change-me")
     assert main(["check-secrets"]) == 2
     assert "AIRFLOW_JWT_SECRET is a placeholder" in capsys.readouterr().err
+
+
+def test_the_annotators_whose_labels_count():
+    assert load().label_studio_annotators == frozenset()
+    assert load(LABEL_STUDIO_ANNOTATORS=" Ann@Example.org, bob@example.org ,").label_studio_annotators == {
+        "ann@example.org", "bob@example.org"}
+    with pytest.raises(SettingsError, match="LABEL_STUDIO_ANNOTATORS"):
+        load(LABEL_STUDIO_ANNOTATORS="ann@example.org, bob")
