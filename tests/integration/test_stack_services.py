@@ -154,3 +154,15 @@ def test_health_cli_reports_every_service_up(settings):
     assert result.returncode == 0, result.stdout + result.stderr
     ok = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok ")}
     assert ok == set(CHECKS), result.stdout
+
+
+@pytest.mark.parametrize(("service", "path"), [("airflow_url", "/api/v2/dags"),
+                                              ("superset_url", "/api/v1/dashboard/"),
+                                              ("label_studio_url", "/api/projects")])
+def test_each_ui_asks_who_you_are(settings, service, path):
+    """Without credentials the APIs answer 401/403, not data."""
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{getattr(settings, service)}{path}", timeout=30).close()
+    assert refused.value.code in (401, 403), refused.value.code
