@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(handler=_prepare_command)
 
     weak = commands.add_parser("weak-label",
-                               help="score a JSONL file of {\"text\": ...} with the latest label model")
+                               help="score a JSONL file of {\"text\": ...} with the label model the "
+                                    "pipeline recorded for DATASET_VERSION")
     weak.add_argument("--input", type=Path, required=True)
     weak.add_argument("--output", type=Path, required=True, help="CSV: text,weak_label,weak_prob")
     weak.set_defaults(handler=_weak_label_command)

@@ -15,8 +15,8 @@ from psycopg import sql
 from ai_tweets.dataset import ABSTAIN, AI, SplitSizes, dedup_raw_tweets, refresh_label_counts, split_dataset
 from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
-from ai_tweets.storage import connect, table_exists, update_columns
-from ai_tweets.tables import SPLITS, identifier, lf_summary_table_name, split_table_name
+from ai_tweets.storage import connect, ensure_tables, table_exists, update_columns
+from ai_tweets.tables import LABEL_MODELS, SPLITS, identifier, lf_summary_table_name, split_table_name
 
 if TYPE_CHECKING:  # pandas is imported by the functions that use it, not by DAG files
     import pandas as pd
@@ -102,6 +102,11 @@ def weak_label(dataset_version: int | str | None = None, seed: int = 0, epochs: 
     report["seconds"] = round(time.monotonic() - began, 2)
     if track:
         report["mlflow_run_id"] = _track(settings, model, summary, report, seed)
+        with connect(settings) as conn:
+            ensure_tables(conn, LABEL_MODELS)
+            conn.execute(sql.SQL("INSERT INTO {t} (dataset_version, mlflow_run_id) VALUES (%s, %s)")
+                         .format(t=identifier(LABEL_MODELS)), (settings.dataset_version, report["mlflow_run_id"]))
+            conn.commit()
     print(summary.to_string(index=False))
     log.info("weak labels for version %d: %s", settings.dataset_version, report["splits"])
     return report
@@ -214,21 +219,22 @@ def _track(settings: Settings, model, summary: pd.DataFrame, report: dict, seed:
         return run.info.run_id
 
 
-def load_latest_label_model(settings: Settings, dataset_version: int | None = None):
-    """The label model of the newest weak-labeling run in MLflow (of one version if given)."""
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    experiment = mlflow.get_experiment_by_name(WEAK_LABEL_EXPERIMENT)
-    query = f"tags.dataset_version = '{int(dataset_version)}'" if dataset_version is not None else ""
-    runs = [] if experiment is None else mlflow.search_runs(
-        [experiment.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"],
-        max_results=1, output_format="list")
-    if not runs:
-        raise LookupError(f"no fitted label model in MLflow ({settings.mlflow_tracking_uri}, experiment "
-                          f"{WEAK_LABEL_EXPERIMENT}): run `ai-tweets prepare` first")
-    run_id = runs[0].info.run_id
-    return load_label_model(settings, run_id), run_id
+def load_recorded_label_model(settings: Settings, dataset_version: int | None = None):
+    """The label model of the newest fit the pipeline recorded in streamingdb (`label_models`)
+    for a dataset version (default DATASET_VERSION), and its MLflow run id. Never "the newest run
+    in MLflow": anyone who can write to MLflow could start a run that looks newer, and loading a
+    pickle is running its code."""
+    version = settings.dataset_version if dataset_version is None else int(dataset_version)
+    with connect(settings) as conn:
+        ensure_tables(conn, LABEL_MODELS)
+        row = conn.execute(sql.SQL("SELECT mlflow_run_id FROM {t} WHERE dataset_version = %s "
+                                   "ORDER BY fitted_at DESC LIMIT 1").format(t=identifier(LABEL_MODELS)),
+                           (version,)).fetchone()
+        conn.commit()
+    if row is None:
+        raise LookupError(f"no label model recorded for dataset version {version} in {LABEL_MODELS}: run "
+                          f"`ai-tweets prepare` first")
+    return load_label_model(settings, row[0]), row[0]
 
 
 def load_label_model(settings: Settings, run_id: str):
@@ -250,7 +256,7 @@ def score_file(input_path: Path, output_path: Path, settings: Settings | None = 
 
     settings = settings or load_settings()
     texts = read_texts(input_path)
-    model, run_id = load_latest_label_model(settings)
+    model, run_id = load_recorded_label_model(settings)
     labels, probs = labeling.weak_labels(model, labeling.apply_lfs(labeling.frame_from_texts(texts)))
     out = pd.DataFrame({"text": texts, "weak_label": labels, "weak_prob": probs})
     buffer = io.StringIO()

@@ -43,6 +43,7 @@ def lf_summary_table_name(settings: Settings) -> str:
 LABEL_COUNTS = "label_counts"  # weak and gold labels per split; prepare and annotate refresh their version's rows
 MODEL_QUALITY = "model_quality"  # one row per trained version: how it was judged, on gold and on weak labels
 LEARNING_CURVE = "learning_curve"  # `make quality`: F1 on held-out real tweets against gold labels used
+LABEL_MODELS = "label_models"  # one row per LabelModel fit: the MLflow run the pipeline itself recorded
 
 DDL: dict[str, str] = {
     LABEL_COUNTS: """
@@ -90,5 +91,12 @@ DDL: dict[str, str] = {
             recall_all      double precision NOT NULL,
             f1_sure         double precision NOT NULL,
             PRIMARY KEY (run_id, strategy, round)
+        )""",
+    LABEL_MODELS: """
+        CREATE TABLE IF NOT EXISTS label_models (
+            dataset_version integer NOT NULL,
+            mlflow_run_id   text NOT NULL,
+            fitted_at       timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (dataset_version, mlflow_run_id)
         )""",
 }

@@ -177,6 +177,23 @@ def test_weak_labels_lf_summary_mlflow_parquet_and_cli(captured, tmp_path):
     parquet = pd.read_parquet(f"{report['parquet']}/test.parquet")
     assert len(parquet) == 1_000 and {"weak_label", "weak_prob"} <= set(parquet.columns)
 
+    # A run started in MLflow after the pipeline's fits (anyone who can write to MLflow could,
+    # with any pickle in it) is never what gets loaded: only the run the pipeline recorded.
+    import mlflow
+
+    from ai_tweets.prepare import load_recorded_label_model
+
+    mlflow.set_tracking_uri(iso.settings.mlflow_tracking_uri)
+    mlflow.set_experiment(WEAK_LABEL_EXPERIMENT)
+    with mlflow.start_run(run_name="forged") as forged:
+        mlflow.set_tag("dataset_version", str(iso.settings.dataset_version))
+        (tmp_path / "label_model.pkl").write_bytes(b"not the pipeline's model")
+        mlflow.log_artifact(str(tmp_path / "label_model.pkl"), artifact_path="label_model")
+    recorded = iso.query("SELECT mlflow_run_id FROM label_models WHERE dataset_version = %s ORDER BY fitted_at",
+                         (iso.settings.dataset_version,))
+    assert len(recorded) >= 2 and recorded[-2][0] == report["mlflow_run_id"], "one row per fit"
+    assert load_recorded_label_model(iso.settings)[1] == recorded[-1][0] != forged.info.run_id
+
     source, target = tmp_path / "texts.jsonl", tmp_path / "weak.csv"
     source.write_text(json.dumps({"text": "New paper: a transformer for protein folding https://arxiv.org/abs/1"})
                       + "\n" + json.dumps({"text": "add 5 ml of milk and stir"}) + "\n")

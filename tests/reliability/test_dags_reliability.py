@@ -7,9 +7,9 @@
 2. once more with nothing new to capture: every table in streamingdb is identical before and
    after (checksums), except two logs: `classify_batches`, the stream's log of the
    micro-batches it ran (the re-run capture sends its tweets to Kafka again, and the
-   classifier reads them again, without changing a row of its output), and `model_quality`,
+   classifier reads them again, without changing a row of its output), `model_quality`,
    one row per trained model version (a re-run of `train` trains and registers a new version,
-   which the champion gate then judges).
+   which the champion gate then judges), and `label_models`, one row per LabelModel fit.
 
 Needs the pipeline of version 0 (the demo's); it runs the demo first when that is missing.
 """
@@ -29,7 +29,7 @@ from ai_tweets.settings import environment, load_settings
 from ai_tweets.storage import connect, table_exists
 from ai_tweets.tables import identifier
 
-OPERATIONAL_LOGS = {"classify_batches", "model_quality"}
+OPERATIONAL_LOGS = {"classify_batches", "model_quality", "label_models"}
 
 
 @pytest.fixture(scope="module")
