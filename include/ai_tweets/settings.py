@@ -269,7 +269,7 @@ def timed_schedules(env: Mapping[str, str] | None = None) -> bool:
 # The secrets of the stacks (local and Compose): their `.env.example` value is the placeholder.
 STACK_SECRETS = ("STREAMINGDB_PASSWORD", "STREAMINGDB_READER_PASSWORD", "LABEL_STUDIO_API_KEY",
                  "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY",
-                 "LABEL_STUDIO_PASSWORD", "SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD")
+                 "LABEL_STUDIO_PASSWORD", "SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "SPARK_AUTH_SECRET")
 MIN_SECRET_LENGTH = 16
 _WEAK = frozenset({"password", "password1234", "admin", "changeme", "change-me", "secret", "postgres",
                    "airflow", "superset", "letmein", "123456", "12345678", "qwerty"})

@@ -428,3 +428,27 @@ def test_resources_are_bounded(services: dict[str, dict]) -> None:
         if service.get("restart") in ("unless-stopped", "always"):
             assert service.get("logging", {}).get("options", {}).get("max-size"), f"{name}: logs are not rotated"
     assert "synchronous_commit=on" in services["postgres"]["command"]
+
+
+def test_spark_rpc_is_authenticated_and_encrypted_everywhere_spark_runs(services: dict[str, dict]) -> None:
+    """The master, the workers and the drivers (Airflow's scheduler) read one spark-defaults.conf
+    with spark.authenticate and AES RPC encryption; its secret never goes on a command line."""
+    script = "\n".join(services["spark-conf-init"]["command"])
+    assert "spark.authenticate true" in script and "spark.network.crypto.enabled true" in script
+    assert "umask 077" in script
+    for name in ("spark-master", "spark-worker", "airflow-scheduler", "airflow-triggerer"):
+        mounts = services[name].get("volumes") or []
+        assert "spark-conf:/opt/spark-conf:ro" in mounts, name
+        assert services[name]["environment"]["SPARK_CONF_DIR"] == "/opt/spark-conf", name
+        assert "SPARK_AUTH_SECRET" not in " ".join(map(str, services[name].get("command") or [])), name
+
+
+def test_nothing_starts_before_the_secrets_are_checked(services: dict[str, dict]) -> None:
+    """Every service waits, directly or through what it waits for, for secrets-init."""
+    def waits_for_check(name: str, seen: frozenset = frozenset()) -> bool:
+        targets = depends_on(services[name])
+        return "secrets-init" in targets or any(waits_for_check(t, seen | {name}) for t in targets if t not in seen)
+
+    unchecked = [name for name in services if name != "secrets-init" and not waits_for_check(name)]
+    assert not unchecked, f"services that may start with placeholder secrets: {unchecked}"
+    assert services["secrets-init"]["command"] == ["ai-tweets", "check-secrets"]
