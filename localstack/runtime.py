@@ -34,6 +34,7 @@ from ai_tweets.settings import (
     load_settings,
     read_env_file,
     secret_problems,
+    shown_secret,
 )
 
 PLACEHOLDER = "change-me"
@@ -330,9 +331,10 @@ class Context:
     def login_lines(self) -> list[str]:
         return [
             "",
-            f"Airflow login: admin / {self.env['AIRFLOW_ADMIN_PASSWORD']}",
-            f"Label Studio login: {self.env['LABEL_STUDIO_USERNAME']} / {self.env['LABEL_STUDIO_PASSWORD']}",
-            f"Superset login: admin / {self.env.get('SUPERSET_ADMIN_PASSWORD', '(SUPERSET_ADMIN_PASSWORD in .env)')}",
+            f"Airflow login: admin / {shown_secret(self.env, 'AIRFLOW_ADMIN_PASSWORD')}",
+            f"Label Studio login: {self.env['LABEL_STUDIO_USERNAME']} / "
+            f"{shown_secret(self.env, 'LABEL_STUDIO_PASSWORD')}",
+            f"Superset login: admin / {shown_secret(self.env, 'SUPERSET_ADMIN_PASSWORD')}",
             f"Python environment: {self.pipeline_venv} (`source .local/activate`)",
         ]
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ai_tweets.airflow_api import AirflowClient
-from ai_tweets.settings import PROJECT_ROOT, SettingsError, environment, load_settings
+from ai_tweets.settings import PROJECT_ROOT, SettingsError, environment, load_settings, shown_secret
 from ai_tweets.storage import connect
 
 PIPELINE_DAGS = ("capture_tweets", "prepare_dataset", "annotate", "train_model", "classify_stream")
@@ -220,12 +220,12 @@ def _print_summary(settings, summary: dict) -> None:
         print("  top linked domains: " + ", ".join(f"{d} ({n})" for d, n in summary["top_domains"]))
     _print_times(summary["seconds"])
     env = environment()
-    print("\nUIs (logins from .env)")
+    print("\nUIs (logins from .env; passwords shown on a terminal only, never in a log)")
     print(f"  Superset      {settings.superset_url}/superset/dashboard/ai-tweets/  "
-          f"(admin / {env.get('SUPERSET_ADMIN_PASSWORD', '')})")
-    print(f"  Airflow       {settings.airflow_url}  (admin / {env.get('AIRFLOW_ADMIN_PASSWORD', '')})")
+          f"(admin / {shown_secret(env, 'SUPERSET_ADMIN_PASSWORD')})")
+    print(f"  Airflow       {settings.airflow_url}  (admin / {shown_secret(env, 'AIRFLOW_ADMIN_PASSWORD')})")
     print(f"  Label Studio  {settings.label_studio_url}  "
-          f"({env.get('LABEL_STUDIO_USERNAME', '')} / {env.get('LABEL_STUDIO_PASSWORD', '')})")
+          f"({env.get('LABEL_STUDIO_USERNAME', '')} / {shown_secret(env, 'LABEL_STUDIO_PASSWORD')})")
     print(f"  MLflow        {settings.mlflow_tracking_uri}  (no login)")
     print(f"  Model serving {settings.model_serving_url}/invocations  (no login)")
     print(f"\nThe stack and the live stream keep running (`make status`); the producer's log is "

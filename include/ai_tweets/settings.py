@@ -305,6 +305,15 @@ def _fernet_key(value: str) -> bool:
 STREAMINGDB_READER = "streaming_reader"
 
 
+def shown_secret(env: Mapping[str, str], name: str, terminal: bool | None = None) -> str:
+    """A login's password for the person at the terminal; where to find it when the output goes
+    to a file or a CI log instead, so that no log keeps a secret."""
+    import sys
+
+    terminal = sys.stdout.isatty() if terminal is None else terminal
+    return env.get(name, "") if terminal and env.get(name) else f"{name} in .env"
+
+
 def task_retry_seconds(env: Mapping[str, str] | None = None) -> int:
     """AI_TWEETS_TASK_RETRY_SECONDS: how long an Airflow task that failed on a service waits
     before its first retry (default 30; each later retry waits twice as long, up to 10 minutes).

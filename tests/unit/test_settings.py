@@ -201,3 +201,12 @@ def test_the_annotators_whose_labels_count():
         "ann@example.org", "bob@example.org"}
     with pytest.raises(SettingsError, match="LABEL_STUDIO_ANNOTATORS"):
         load(LABEL_STUDIO_ANNOTATORS="ann@example.org, bob")
+
+
+def test_a_password_is_shown_on_a_terminal_and_only_named_in_a_log():
+    from ai_tweets.settings import shown_secret
+
+    env = {"AIRFLOW_ADMIN_PASSWORD": "p" * 40}
+    assert shown_secret(env, "AIRFLOW_ADMIN_PASSWORD", terminal=True) == "p" * 40
+    assert shown_secret(env, "AIRFLOW_ADMIN_PASSWORD", terminal=False) == "AIRFLOW_ADMIN_PASSWORD in .env"
+    assert shown_secret({}, "AIRFLOW_ADMIN_PASSWORD", terminal=True) == "AIRFLOW_ADMIN_PASSWORD in .env"
