@@ -54,6 +54,23 @@ class Isolated:
         assert result.returncode == 0, result.stderr[-4000:]
         return result
 
+    def store_raw(self, count: int, seed: int) -> None:
+        """`count` generated tweets written straight into the raw table, as ingest writes them
+        (for tests of the later stages: no Kafka round trip, no Spark job to start)."""
+        from ai_tweets.generator import generate
+        from ai_tweets.ingest import raw_row
+        from ai_tweets.schema import normalize
+        from ai_tweets.storage import RAW_COLUMNS, copy_upsert, ensure_raw_table
+        from ai_tweets.stream import Message
+
+        rows = [raw_row(normalize(item.payload), Message(self.settings.tweets_topic, 0, offset, None,
+                                                          json.dumps(item.payload).encode()))
+                for offset, item in enumerate(generate(count, seed=seed))]
+        with connect(self.settings) as conn:
+            ensure_raw_table(conn, self.raw_table)
+            copy_upsert(conn, self.raw_table, RAW_COLUMNS, rows, ("tweet_id",))
+            conn.commit()
+
     def start_ingest(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "ingest.py"), *args],
                                 env=python_env(**self.env), start_new_session=True,

@@ -105,8 +105,7 @@ def test_the_python_dedup_key_is_the_sql_one(captured):
 
 def test_a_small_dataset_gets_proportional_splits_and_a_tiny_one_a_clear_error(tmp_path):
     iso = Isolated.create(tmp_path, version=random.randint(100_000, 999_999))
-    produce_tweets("generate", count=300, seed=22, settings=iso.settings)
-    iso.ingest()
+    iso.store_raw(300, seed=22)  # capture → ingest is tested elsewhere; this is about the splits
     with connect(iso.settings) as conn:
         report = dedup_raw_tweets(conn, iso.settings)
         counts = split_dataset(conn, iso.settings, SIZES)
@@ -117,8 +116,7 @@ def test_a_small_dataset_gets_proportional_splits_and_a_tiny_one_a_clear_error(t
     assert sum(counts.values()) == report.kept and counts["snorkel_train"] > 10 * counts["test"] > 0
 
     tiny = Isolated.create(tmp_path / "tiny", version=random.randint(100_000, 999_999))
-    produce_tweets("generate", count=12, seed=23, settings=tiny.settings)
-    tiny.ingest()
+    tiny.store_raw(12, seed=23)
     with connect(tiny.settings) as conn:
         kept = dedup_raw_tweets(conn, tiny.settings).kept
         with pytest.raises(DatasetTooSmall) as error:
