@@ -8,7 +8,6 @@ import pytest
 from capture_helpers import Isolated
 from psycopg import sql
 
-from ai_tweets.capture import produce_tweets
 from ai_tweets.dataset import (
     NORMALIZED_TEXT,
     DatasetTooSmall,
@@ -29,10 +28,9 @@ SIZES = SplitSizes(test=1_000, dev=500, snorkel_train=10_000)
 @pytest.fixture(scope="module")
 def captured(tmp_path_factory) -> Isolated:
     """20,000 generated tweets (the generator re-posts about 3% of texts) in a raw table of a
-    version of its own."""
+    version of its own, written as ingest writes them (capture → ingest: test_capture.py)."""
     iso = Isolated.create(tmp_path_factory.mktemp("prepare"), version=random.randint(100_000, 999_999))
-    produce_tweets("generate", count=20_000, seed=21, settings=iso.settings)
-    iso.ingest()
+    iso.store_raw(20_000, seed=21)
     return iso
 
 
