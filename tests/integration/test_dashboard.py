@@ -204,7 +204,7 @@ def test_superset_reads_streamingdb_as_a_role_the_database_refuses_dml(settings,
 
     superset = login(settings)
     database = superset.find("database", "database_name", "streamingdb")[0]
-    uri = superset.get(f"/api/v1/database/{database['id']}")["result"]["sqlalchemy_uri"]
+    uri = superset.get(f"/api/v1/database/{database['id']}/connection")["result"]["sqlalchemy_uri"]
     assert f"//{STREAMINGDB_READER}:" in uri, uri
     reader = psycopg.conninfo.make_conninfo(settings.streamingdb_conninfo, user=STREAMINGDB_READER,
                                             password=settings.streamingdb_reader_password)
