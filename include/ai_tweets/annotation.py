@@ -25,10 +25,9 @@ then raises `LabelStudioUnavailable` naming the URL and what to do.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from ai_tweets.dataset import AI, NOT_AI, refresh_label_counts
+from ai_tweets.retrying import Backoff, retry_call
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 from ai_tweets.storage import connect, table_exists, update_columns
 from ai_tweets.tables import SPLITS, identifier, split_table_name
@@ -63,21 +63,19 @@ class LabelStudioUnavailable(RuntimeError):
     """Label Studio did not answer, or refused the token, after the retries."""
 
 
-@dataclass(frozen=True)
-class Retry:
-    """How long to wait for Label Studio: `attempts` tries, delays doubling from `first_delay`."""
-
-    attempts: int = 5
-    first_delay: float = 2.0
-    max_delay: float = 30.0
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
-
-
 # --- Label Studio client ------------------------------------------------------------------
 
 _REPEATABLE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 _UNAVAILABLE_STATUS = frozenset({502, 503, 504})
 _REFUSED_STATUS = frozenset({401, 403})
+
+
+class _Unanswered(Exception):
+    """One attempt found Label Studio down, unavailable or refusing the token: try again."""
+
+    def __init__(self, problem: str, status: int | None):
+        super().__init__(problem)
+        self.status = status
 
 
 class RetryingTransport(httpx.BaseTransport):
@@ -87,38 +85,37 @@ class RetryingTransport(httpx.BaseTransport):
     is not repeated: an import must not run twice; the caller's next push reconciles instead.
     """
 
-    def __init__(self, url: str, retry: Retry, inner: httpx.BaseTransport | None = None):
-        self._url, self._retry, self._inner = url, retry, inner or httpx.HTTPTransport()
+    def __init__(self, url: str, wait: Backoff, inner: httpx.BaseTransport | None = None):
+        self._url, self._wait, self._inner = url, wait, inner or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        delay, attempts = self._retry.first_delay, self._retry.attempts
-        for attempt in range(1, attempts + 1):
+        def attempt() -> httpx.Response:
             try:
                 response = self._inner.handle_request(request)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc or 'no answer'}"
                 if not isinstance(exc, httpx.ConnectError) and request.method not in _REPEATABLE:
-                    raise LabelStudioUnavailable(self._message(problem, attempt)) from exc
-            else:
-                if response.status_code not in _UNAVAILABLE_STATUS | _REFUSED_STATUS:
-                    return response
-                response.read()
-                response.close()
-                problem = f"HTTP {response.status_code}"
-                if response.status_code == 504 and request.method not in _REPEATABLE:  # it may have run
-                    raise LabelStudioUnavailable(self._message(problem, attempt))
-                if attempt == attempts and response.status_code in _REFUSED_STATUS:
-                    raise LabelStudioUnavailable(
-                        f"Label Studio at {self._url} refused LABEL_STUDIO_API_KEY ({problem}, {attempts} "
-                        f"attempts): set the pipeline user's token in .env (Label Studio → Account & "
-                        f"Settings; legacy tokens need LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true).")
-            if attempt == attempts:
-                raise LabelStudioUnavailable(self._message(problem, attempt))
-            log.warning("Label Studio at %s: %s (attempt %d/%d), retrying in %.1f s", self._url, problem,
-                        attempt, attempts, delay)
-            self._retry.sleep(delay)
-            delay = min(delay * 2, self._retry.max_delay)
-        raise AssertionError("unreachable")
+                    raise LabelStudioUnavailable(self._message(problem, 1)) from exc
+                raise _Unanswered(problem, None) from exc
+            if response.status_code not in _UNAVAILABLE_STATUS | _REFUSED_STATUS:
+                return response
+            response.read()
+            response.close()
+            problem = f"HTTP {response.status_code}"
+            if response.status_code == 504 and request.method not in _REPEATABLE:  # it may have run
+                raise LabelStudioUnavailable(self._message(problem, 1))
+            raise _Unanswered(problem, response.status_code)
+
+        def gave_up(exc: BaseException, attempts: int, _waited: float) -> LabelStudioUnavailable:
+            if isinstance(exc, _Unanswered) and exc.status in _REFUSED_STATUS:
+                return LabelStudioUnavailable(
+                    f"Label Studio at {self._url} refused LABEL_STUDIO_API_KEY ({exc}, {attempts} "
+                    f"attempts): set the pipeline user's token in .env (Label Studio → Account & "
+                    f"Settings; legacy tokens need LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true).")
+            return LabelStudioUnavailable(self._message(str(exc), attempts))
+
+        return retry_call(attempt, self._wait, retry_on=lambda exc: isinstance(exc, _Unanswered),
+                          what=f"Label Studio at {self._url}", give_up=gave_up)
 
     def _message(self, problem: str, attempts: int) -> str:
         return (f"Label Studio at {self._url} is not answering ({problem}, {attempts} attempt(s)). "
@@ -129,11 +126,12 @@ class RetryingTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-def label_studio_client(settings: Settings, retry: Retry | None = None, timeout: float = 60.0) -> LabelStudio:
-    """An SDK 2 client whose every request goes through the retrying transport."""
+def label_studio_client(settings: Settings, wait: Backoff | None = None, timeout: float = 60.0) -> LabelStudio:
+    """An SDK 2 client whose every request goes through the retrying transport (the one retry
+    policy, by default the stage's AI_TWEETS_SERVICE_WAIT_SECONDS)."""
     from label_studio_sdk import LabelStudio
 
-    transport = RetryingTransport(settings.label_studio_url, retry or Retry())
+    transport = RetryingTransport(settings.label_studio_url, wait or settings.service_wait())
     return LabelStudio(base_url=settings.label_studio_url, api_key=settings.require("label_studio_api_key"),
                        httpx_client=httpx.Client(transport=transport, timeout=timeout, follow_redirects=True),
                        timeout=timeout, max_retries=0)
@@ -396,7 +394,7 @@ def _model_scores(settings: Settings, texts: Sequence[str], model_uri: str | Non
 
 def push_uncertain_tasks(settings: Settings, splits: Sequence[str] = PUSH_SPLITS, batch_size: int = 100,
                          strategy: str = "model", max_pending: int | None = None, *, title: str | None = None,
-                         retry: Retry | None = None, model_uri: str | None = None, test_share: float = TEST_SHARE,
+                         wait: Backoff | None = None, model_uri: str | None = None, test_share: float = TEST_SHARE,
                          model_pool: int = 20_000) -> dict:
     """Push up to `batch_size` unlabeled tweets, most uncertain first, as Label Studio tasks.
 
@@ -414,7 +412,7 @@ def push_uncertain_tasks(settings: Settings, splits: Sequence[str] = PUSH_SPLITS
         raise ValueError(f"unknown split {unknown[0]!r}; expected some of {', '.join(SPLITS)}")
     if not 0.0 <= test_share <= 1.0:
         raise ValueError(f"test_share must be between 0 and 1, not {test_share!r}")
-    client = label_studio_client(settings, retry)
+    client = label_studio_client(settings, wait)
     model_version = prediction_model_version(settings)
     project_id = ensure_project(client, title or project_title(settings), model_version)
     report = {"dataset_version": settings.dataset_version, "project_id": project_id, "strategy": strategy,
@@ -489,7 +487,7 @@ def _choose(conn: psycopg.Connection, settings: Settings, tables: Mapping[str, s
     return sorted(reserved + rest, key=lambda pick: rank[pick.candidate.tweet_id])
 
 
-def pull_annotations(settings: Settings, *, title: str | None = None, retry: Retry | None = None) -> dict:
+def pull_annotations(settings: Settings, *, title: str | None = None, wait: Backoff | None = None) -> dict:
     """Annotations of the version's project → gold_label/gold_labeled_by/gold_labeled_at.
 
     Counts: `new` (no gold label before), `changed` (another label than before), `unchanged`,
@@ -497,7 +495,7 @@ def pull_annotations(settings: Settings, *, title: str | None = None, retry: Ret
     by users LABEL_STUDIO_ANNOTATORS does not list). Only rows whose label,
     annotator or time differ are written, so a second pull writes nothing.
     """
-    client = label_studio_client(settings, retry)
+    client = label_studio_client(settings, wait)
     project_id = ensure_project(client, title or project_title(settings), prediction_model_version(settings))
     annotators = {user.id: user.email or str(user.id) for user in client.users.list()}
     golds: dict[str, dict[int, Gold]] = {}

@@ -27,6 +27,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from ai_tweets.retrying import STREAM_WAIT_SECONDS, Backoff, retry_call
 from ai_tweets.retweet import Candidate, Retweeter, RetweetPolicy, RetweetResult, ensure_retweets_table
 from ai_tweets.schema import Tweet
 from ai_tweets.serving import BadAnswer, Score, invoke
@@ -59,7 +60,7 @@ class ClassifyOptions:
     request_batch_size: int = 1_000  # texts per /invocations call
     concurrency: int = 2  # parallel calls per Spark partition
     timeout_seconds: float = 60.0
-    max_wait_seconds: float = 900.0  # how long a batch waits for a server that is down
+    max_wait_seconds: float = STREAM_WAIT_SECONDS  # how long a batch waits for a server that is down
     retweet: bool = False  # dry-run unless X_RETWEET_DRY_RUN=false
 
 
@@ -130,33 +131,36 @@ def _server_sound(url: str, options: ClassifyOptions) -> bool:
 
 
 def score_batch(texts: Sequence[str], options: ClassifyOptions, url: str, sleep=time.sleep) -> list[Score]:
-    """One /invocations call for `texts`, retried with exponential backoff (1 s … 30 s) while the
-    server is unreachable or sick, for at most `options.max_wait_seconds` (then
+    """One /invocations call for `texts`, retried with the one retry policy (1 s … 30 s) while
+    the server is unreachable or sick, for at most `options.max_wait_seconds` (then
     ServingUnavailable). An error answer or a bad answer while the server scores a probe text
     raises TextRefused: the server is up and refuses these texts."""
-    began, delay, attempt = time.monotonic(), 1.0, 0
-    while True:
-        attempt += 1
+    def attempt() -> list[Score]:
         try:
             return invoke(url, texts, options.timeout_seconds)
         except urllib.error.HTTPError as exc:
             problem = f"HTTP {exc.code} {exc.read()[:300]!r}"
             if _server_sound(url, options):
                 raise TextRefused(f"model server at {url} refused it: {problem}") from exc
+            raise _Unanswered(problem) from exc
         except BadAnswer as exc:
-            problem = str(exc)
             if _server_sound(url, options):
-                raise TextRefused(problem) from exc
+                raise TextRefused(str(exc)) from exc
+            raise _Unanswered(str(exc)) from exc
         except (urllib.error.URLError, OSError) as exc:
-            problem = str(getattr(exc, "reason", exc))
-        waited = time.monotonic() - began
-        if waited + delay > options.max_wait_seconds:
-            raise ServingUnavailable(f"model server at {url} not answering after {waited:.0f} s "
-                                     f"and {attempt} attempts ({problem}); the batch will be retried "
-                                     f"when the job restarts")
-        log.warning("model server at %s: %s; retry %d in %.0f s", url, problem, attempt, delay)
-        sleep(delay)
-        delay = min(delay * 2, 30.0)
+            raise _Unanswered(str(getattr(exc, "reason", exc))) from exc
+
+    def gave_up(exc: BaseException, attempts: int, waited: float) -> ServingUnavailable:
+        return ServingUnavailable(f"model server at {url} not answering after {waited:.0f} s and {attempts} "
+                                  f"attempts ({exc}); the batch will be retried when the job restarts")
+
+    return retry_call(attempt, Backoff(budget=options.max_wait_seconds, sleep=sleep),
+                      retry_on=lambda exc: isinstance(exc, _Unanswered), what=f"model server at {url}",
+                      give_up=gave_up)
+
+
+class _Unanswered(Exception):
+    """The model server did not answer, or answered badly without scoring a probe: try again."""
 
 
 def score_isolating(texts: Sequence[str], options: ClassifyOptions, url: str) -> tuple[list[Score | str], int]:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from ai_tweets.retrying import STREAM_WAIT_SECONDS
 from ai_tweets.settings import SettingsError, load_settings
 
 SECRET_FIELDS = {"streamingdb_password", "streamingdb_reader_password", "label_studio_api_key", "x_bearer_token"}
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--batch-size", type=int, default=1_000, help="texts per model-serving request")
     classify.add_argument("--concurrency", type=int, default=2, help="parallel requests per partition")
     classify.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
-    classify.add_argument("--max-wait", type=float, default=900.0,
+    classify.add_argument("--max-wait", type=float, default=STREAM_WAIT_SECONDS,
                           help="seconds a batch waits for a model server that is down")
     classify.add_argument("--retweet", action="store_true",
                           help="retweet AI tweets with links (dry run unless X_RETWEET_DRY_RUN=false)")

@@ -93,12 +93,13 @@ def check_stream(settings: Settings) -> str:
     import psycopg
     from psycopg import sql
 
+    from ai_tweets.retrying import Backoff
     from ai_tweets.storage import connect, table_exists
     from ai_tweets.stream import GAPS_TABLE
     from ai_tweets.tables import identifier
 
     try:
-        with connect(settings, attempts=1) as conn:
+        with connect(settings, wait=Backoff(budget=0)) as conn:
             if not table_exists(conn, GAPS_TABLE):
                 return "no data loss recorded"
             gaps = conn.execute(sql.SQL(

@@ -184,11 +184,12 @@ def classify_stalled(settings: Settings, status: dict) -> str | None:
             f"while {waiting:,} messages wait in {settings.tweets_topic}")
 
 
-def ensure_classifier(retweet: bool = False, serving_wait: float = 60.0) -> dict:
+def ensure_classifier(retweet: bool = False) -> dict:
     """The classify stream, running and making progress (started, or restarted if it died or
     stalled); skipped while no champion exists. Fails, after the job is running, when model
     serving does not answer or rejected the champion, so that Airflow shows it."""
     from ai_tweets.health import ServiceDown, check_champion, check_model_serving
+    from ai_tweets.retrying import retry_call
     from ai_tweets.serving import champion_version
 
     settings = load_settings()
@@ -207,19 +208,16 @@ def ensure_classifier(retweet: bool = False, serving_wait: float = 60.0) -> dict
     if stalled:
         job.update(state="restarted", reason=f"stalled: {stalled}")
     # The job rides out a model-serving outage by itself (it waits and retries). The task waits
-    # a little (a new champion takes seconds to load), then fails, so that the outage shows in
-    # Airflow; its retries report when serving is back.
-    deadline = time.monotonic() + serving_wait
-    while True:
-        try:
-            serving = check_model_serving(settings)
-            break
-        except ServiceDown as exc:
-            if time.monotonic() >= deadline:
-                raise ServiceDown(f"{exc} The classify job (pid {job.get('pid')}) is running and waits for "
-                                  f"it; waited {serving_wait:.0f} s.") from exc
-            log.warning("model serving not answering yet, retrying in 5 s: %s", exc)
-            time.sleep(5)
+    # AI_TWEETS_SERVICE_WAIT_SECONDS (a new champion takes seconds to load), then fails, so that
+    # the outage shows in Airflow; its retries report when serving is back.
+    wait = settings.service_wait()
+
+    def gave_up(exc: BaseException, _attempts: int, waited: float) -> ServiceDown:
+        return ServiceDown(f"{exc} The classify job (pid {job.get('pid')}) is running and waits for it; "
+                           f"waited {waited:.0f} s.")
+
+    serving = retry_call(lambda: check_model_serving(settings), wait,
+                         retry_on=lambda exc: isinstance(exc, ServiceDown), what="model serving", give_up=gave_up)
     check_champion(settings)  # a champion that serving rejected fails the task, with what to do
     return {**job, "champion": version, "serving": serving}
 

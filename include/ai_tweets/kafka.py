@@ -59,11 +59,13 @@ def producer_config(settings: Settings) -> dict:
     }
 
 
-def ensure_topic(settings: Settings, partitions: int = TOPIC_PARTITIONS, timeout: float = 30) -> None:
-    """Create the tweets topic if missing (auto-creation would give it one partition)."""
+def ensure_topic(settings: Settings, partitions: int = TOPIC_PARTITIONS, timeout: float | None = None) -> None:
+    """Create the tweets topic if missing (auto-creation would give it one partition), waiting
+    for the broker at most `timeout` seconds (by default AI_TWEETS_SERVICE_WAIT_SECONDS)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    timeout = settings.service_wait_seconds if timeout is None else timeout
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     try:
         if settings.tweets_topic in admin.list_topics(timeout=timeout).topics:

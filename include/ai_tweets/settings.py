@@ -13,9 +13,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ai_tweets.errors import DeterministicError
+
+if TYPE_CHECKING:
+    from ai_tweets.retrying import Backoff
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +66,14 @@ class Settings:
     streamingdb_reader_password: str | None = field(default=None, repr=False)  # Superset's read-only role
     label_studio_annotators: frozenset[str] = frozenset()  # whose annotations become gold (empty: anyone's)
     replay_dir: Path | None = None  # the only folder the Airflow form may replay files from
+    service_wait_seconds: int = 60  # how long a stage waits for a service that is down, then fails
+
+    def service_wait(self, budget: float | None = None) -> Backoff:
+        """The one retry policy (`retrying.Backoff`) with this stack's wait: a stage waits
+        AI_TWEETS_SERVICE_WAIT_SECONDS for a service, then fails and Airflow's retries take over."""
+        from ai_tweets.retrying import Backoff
+
+        return Backoff(budget=self.service_wait_seconds if budget is None else budget)
 
     @property
     def replay_folder(self) -> Path:
@@ -369,4 +381,5 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         label_studio_annotators=_emails(env, "LABEL_STUDIO_ANNOTATORS"),
         replay_dir=(Path(replay_dir) if Path(replay_dir).is_absolute() else PROJECT_ROOT / replay_dir)
         if replay_dir else None,
+        service_wait_seconds=_whole_number(env, "AI_TWEETS_SERVICE_WAIT_SECONDS", 60, 1, 3_600),
     )

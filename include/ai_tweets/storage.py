@@ -7,7 +7,6 @@ Table names come from `ai_tweets.tables` and are always quoted with `sql.Identif
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -15,6 +14,7 @@ from typing import TypeVar
 import psycopg
 from psycopg import sql
 
+from ai_tweets.retrying import STREAM_WAIT_SECONDS, Backoff, retry_call
 from ai_tweets.settings import Settings
 from ai_tweets.tables import DDL, identifier
 
@@ -34,55 +34,50 @@ class DatabaseUnavailable(RuntimeError):
     """PostgreSQL did not answer after the retries; the message names the address."""
 
 
-def connect(settings: Settings, attempts: int = 6, first_delay: float = 1.0,
-            autocommit: bool = False) -> psycopg.Connection:
-    """Connect to streamingdb, retrying with exponential backoff while the server is down.
+def connect(settings: Settings, wait: Backoff | None = None, autocommit: bool = False) -> psycopg.Connection:
+    """Connect to streamingdb, retrying with the one retry policy while the server is down
+    (`wait`, by default the stage's AI_TWEETS_SERVICE_WAIT_SECONDS); then DatabaseUnavailable
+    naming the address.
 
     Nothing hangs unnoticed: every statement is cancelled after STREAMINGDB_STATEMENT_TIMEOUT
     seconds, a lock wait after STREAMINGDB_LOCK_TIMEOUT, and a session idle inside a
     transaction for as long as a statement may run is closed by the server. The errors are
     OperationalErrors, so `in_transaction` retries the write and then names what failed."""
-    delay = first_delay
     options = (f"-c statement_timeout={settings.statement_timeout_seconds}s "
                f"-c lock_timeout={settings.lock_timeout_seconds}s "
                f"-c idle_in_transaction_session_timeout={settings.statement_timeout_seconds}s")
-    for attempt in range(1, attempts + 1):
-        try:
-            return psycopg.connect(settings.streamingdb_conninfo, connect_timeout=10, autocommit=autocommit,
-                                   options=options)
-        except psycopg.OperationalError as exc:
-            if attempt == attempts:
-                raise DatabaseUnavailable(
-                    f"PostgreSQL at {settings.streamingdb_url} is not answering after {attempts} "
-                    f"attempts ({str(exc).strip()}). Is the stack up (`make status`)?"
-                ) from exc
-            log.warning("PostgreSQL not answering (attempt %d/%d), retrying in %.0f s: %s",
-                        attempt, attempts, delay, str(exc).strip())
-            time.sleep(delay)
-            delay = min(delay * 2, 30)
-    raise AssertionError("unreachable")
+
+    def gave_up(exc: BaseException, attempts: int, waited: float) -> DatabaseUnavailable:
+        return DatabaseUnavailable(
+            f"PostgreSQL at {settings.streamingdb_url} is not answering after {attempts} attempt(s) over "
+            f"{waited:.0f} s ({str(exc).strip()}). Is the stack up (`make status`)?")
+
+    return retry_call(
+        lambda: psycopg.connect(settings.streamingdb_conninfo, connect_timeout=10, autocommit=autocommit,
+                                options=options),
+        wait or settings.service_wait(), retry_on=lambda exc: isinstance(exc, psycopg.OperationalError),
+        what=f"PostgreSQL at {settings.streamingdb_url}", give_up=gave_up)
 
 
 def in_transaction(settings: Settings, work: Callable[[psycopg.Connection], T], what: str,
-                   attempts: int = 5, first_delay: float = 2.0) -> T:
-    """`work(conn)` in one transaction, run again from the start (with backoff) if PostgreSQL
-    goes away midway, e.g. restarted: the failed transaction was rolled back, so `work` must be
-    idempotent (the upserts here are). Gives up with DatabaseUnavailable naming the address."""
-    delay = first_delay
-    for attempt in range(1, attempts + 1):
-        try:
-            with connect(settings) as conn:
-                return work(conn)
-        except (psycopg.OperationalError, DatabaseUnavailable) as exc:
-            if attempt == attempts:
-                raise DatabaseUnavailable(
-                    f"PostgreSQL at {settings.streamingdb_url}: {what} failed {attempts} times "
-                    f"({str(exc).strip()}). Is the stack up (`make status`)?") from exc
-            log.warning("%s: PostgreSQL went away (attempt %d/%d), retrying in %.0f s: %s", what, attempt,
-                        attempts, delay, str(exc).strip())
-            time.sleep(delay)
-            delay = min(delay * 2, 30)
-    raise AssertionError("unreachable")
+                   wait: Backoff | None = None) -> T:
+    """`work(conn)` in one transaction, run again from the start (with the one retry policy) if
+    PostgreSQL goes away midway, e.g. restarted: the failed transaction was rolled back, so `work`
+    must be idempotent (the upserts here are). The stream jobs write through this and ride out
+    an outage of up to `STREAM_WAIT_SECONDS` by default. Gives up with DatabaseUnavailable
+    naming the address."""
+    def attempt() -> T:
+        with connect(settings, wait=Backoff(budget=0)) as conn:
+            return work(conn)
+
+    def gave_up(exc: BaseException, attempts: int, waited: float) -> DatabaseUnavailable:
+        return DatabaseUnavailable(
+            f"PostgreSQL at {settings.streamingdb_url}: {what} failed {attempts} times over {waited:.0f} s "
+            f"({str(exc).strip()}). Is the stack up (`make status`)?")
+
+    return retry_call(attempt, wait or Backoff(budget=STREAM_WAIT_SECONDS),
+                      retry_on=lambda exc: isinstance(exc, psycopg.OperationalError | DatabaseUnavailable),
+                      what=f"{what}: PostgreSQL at {settings.streamingdb_url}", give_up=gave_up)
 
 
 # `CREATE TABLE IF NOT EXISTS` is not safe against itself: two sessions creating the same

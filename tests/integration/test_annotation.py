@@ -20,9 +20,10 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ai_tweets import annotation
-from ai_tweets.annotation import LabelStudioUnavailable, Retry, label_studio_client, uncertainty
+from ai_tweets.annotation import LabelStudioUnavailable, label_studio_client, uncertainty
 from ai_tweets.dataset import ABSTAIN, AI, NOT_AI, ensure_split_table
 from ai_tweets.generator import generate
+from ai_tweets.retrying import Backoff
 from ai_tweets.schema import normalize
 from ai_tweets.settings import Settings, environment, load_settings
 from ai_tweets.storage import connect
@@ -278,14 +279,14 @@ def test_label_studio_down_fails_clearly_and_resumes_without_duplicates(env):
     try:
         began = time.monotonic()
         with pytest.raises(LabelStudioUnavailable) as failure:
-            env.push(batch_size=5, retry=Retry(attempts=4, first_delay=0.05, sleep=sleeps.append))
+            env.push(batch_size=5, wait=Backoff(budget=0.36, first=0.05, sleep=sleeps.append))
         assert time.monotonic() - began < 30
         message = str(failure.value)
         assert env.settings.label_studio_url in message and "not answering" in message
         assert "stack.py up label-studio" in message
         assert sleeps == [0.05, 0.1, 0.2], "exponential backoff between the attempts"
         with pytest.raises(LabelStudioUnavailable):
-            env.pull(retry=Retry(attempts=2, first_delay=0.01))
+            env.pull(wait=Backoff(budget=0.01, first=0.01))
         after = env.query("SELECT tweet_id, annotation_task_id, annotation_pushed_at, gold_label FROM t ORDER BY 1")
         assert after == before, "nothing half-written in Postgres"
     finally:

@@ -54,23 +54,23 @@ def test_20k_generated_tweets_exactly_once_with_quarantine(tmp_path):
 def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(tmp_path):
     iso = Isolated.create(tmp_path)
     table = raw_table_name(iso.settings)
-    produce_tweets("generate", count=50_000, seed=12, settings=iso.settings)
+    produce_tweets("generate", count=20_000, seed=12, settings=iso.settings)
 
-    job = iso.start_ingest("--max-offsets", "4000", "--trigger-seconds", "0.5")
+    job = iso.start_ingest("--max-offsets", "2000", "--trigger-seconds", "0.5")
     deadline = time.monotonic() + 300
     rows = 0
     while time.monotonic() < deadline:
         rows = iso.counts(table)[0]
-        if rows >= 8_000:
+        if rows >= 4_000:
             break
         assert job.poll() is None, job.stderr.read().decode()[-3000:]
         time.sleep(0.5)
-    assert 0 < rows < 50_000, f"the kill must land mid-run; the table had {rows} rows"
+    assert 0 < rows < 20_000, f"the kill must land mid-run; the table had {rows} rows"
     os.killpg(job.pid, signal.SIGKILL)
     job.wait(30)
 
     iso.ingest()
-    assert iso.counts(table) == (50_000, 50_000)
+    assert iso.counts(table) == (20_000, 20_000)
 
 
 def test_dataset_version_1_does_not_touch_version_0(tmp_path):

@@ -122,9 +122,9 @@ def test_20k_stream_matches_predict_and_a_replay_adds_nothing(served, tmp_path):
 
 def test_model_server_down_for_30_seconds(served, tmp_path):
     _, _, server, version = served
-    iso, ids, texts = _stream(served, tmp_path, 10_000, seed=43)
+    iso, ids, texts = _stream(served, tmp_path, 5_000, seed=43)
     expected = _predicted_ai(iso, tmp_path, ids, texts, version)
-    job = _start_classify(iso, "--available-now", "--max-offsets", "1000")
+    job = _start_classify(iso, "--available-now", "--max-offsets", "500")
     _wait_rows(iso, ids, 50, job)
     server.stop()
     time.sleep(30)
@@ -136,14 +136,14 @@ def test_model_server_down_for_30_seconds(served, tmp_path):
 
 def test_champion_switch_mid_stream(served, tmp_path):
     env, settings, server, first = served
-    iso, ids, texts = _stream(served, tmp_path, 10_000, seed=44)
+    iso, ids, texts = _stream(served, tmp_path, 5_000, seed=44)
     job = _start_classify(iso, "--max-offsets", "1000", "--trigger-seconds", "0.5")
     try:
         _wait_rows(iso, ids, 100, job)
         second = register_model(settings, seed=45, epochs=1)  # a different model takes the alias
         server.wait_for("serving", version=second, timeout=240)
-        more = [normalize(item.payload) for item in generate(10_000, seed=46)]
-        produce_tweets("generate", count=10_000, seed=46, settings=iso.settings)
+        more = [normalize(item.payload) for item in generate(5_000, seed=46)]
+        produce_tweets("generate", count=5_000, seed=46, settings=iso.settings)
         all_ids = ids + [t.id for t in more]
         all_texts = texts + [t.text for t in more]
         by_first = _predicted_ai(iso, tmp_path, all_ids, all_texts, first)
@@ -271,7 +271,7 @@ def test_the_watchdog_restarts_a_stalled_classify_job_and_says_so(served, tmp_pa
     iso, ids, _ = _stream(served, tmp_path, 2_000, seed=50)
     for key, value in {**iso.env, "CLASSIFY_STALL_SECONDS": "30"}.items():
         monkeypatch.setenv(key, value)
-    first = ensure_classifier(serving_wait=60)
+    first = ensure_classifier()
     assert first["state"] == "started"
     try:
         deadline = time.monotonic() + 300

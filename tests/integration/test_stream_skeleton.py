@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ai_tweets.health import ServiceDown, check_stream
 from ai_tweets.ingest import ingest_job
+from ai_tweets.retrying import Backoff
 from ai_tweets.settings import load_settings
 from ai_tweets.storage import DatabaseUnavailable, connect, ensure_raw_table, in_transaction
 from ai_tweets.stream import GAPS_TABLE, Message, parse_messages, write_partition
@@ -68,7 +69,7 @@ def test_a_lock_wait_and_a_long_statement_time_out_and_name_what_failed(tmp_path
         began = time.monotonic()
         with pytest.raises(DatabaseUnavailable, match=f"writing to {iso.raw_table} failed 2 times.*lock timeout"):
             in_transaction(timed, lambda conn: conn.execute(psycopg.sql.SQL("SELECT count(*) FROM {t}").format(
-                t=identifier(iso.raw_table))), f"writing to {iso.raw_table}", attempts=2, first_delay=0.1)
+                t=identifier(iso.raw_table))), f"writing to {iso.raw_table}", wait=Backoff(budget=0.1, first=0.1))
         assert time.monotonic() - began < 15
     finally:
         holder.close()
@@ -138,7 +139,7 @@ def test_offsets_that_expire_under_a_running_job_stop_it(tmp_path):
 
     iso = Isolated.create(tmp_path)
     produce_tweets("generate", count=200, seed=83, settings=iso.settings)
-    job = subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "ingest.py"), "--trigger-seconds", "30",
+    job = subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "ingest.py"), "--trigger-seconds", "10",
                             "--max-offsets", "100"], env=python_env(**iso.env), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output: list[str] = []

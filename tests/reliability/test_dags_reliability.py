@@ -69,7 +69,7 @@ def _checksums(settings) -> dict[str, tuple[int, str]]:
         return sums
 
 
-def _classifier_idle(settings, quiet: float = 20.0) -> None:
+def _classifier_idle(settings, quiet: float = 10.0) -> None:
     """Wait until the classify stream has run no batch for `quiet` seconds."""
     def batches() -> int:
         with connect(settings) as conn:

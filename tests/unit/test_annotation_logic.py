@@ -13,7 +13,6 @@ from ai_tweets.annotation import (
     LABELS,
     Candidate,
     LabelStudioUnavailable,
-    Retry,
     RetryingTransport,
     annotation_label,
     gold_from_annotations,
@@ -22,6 +21,7 @@ from ai_tweets.annotation import (
     uncertainty,
 )
 from ai_tweets.dataset import ABSTAIN, AI, NOT_AI
+from ai_tweets.retrying import Backoff
 
 
 def candidate(tweet_id: int, weak_label: int | None = AI, weak_prob: float | None = 0.6, **extra) -> Candidate:
@@ -125,8 +125,10 @@ class Script(httpx.BaseTransport):
 
 
 def client(script: Script, sleeps: list[float], attempts: int = 4) -> httpx.Client:
-    retry = Retry(attempts=attempts, first_delay=1.0, max_delay=3.0, sleep=sleeps.append)
-    return httpx.Client(transport=RetryingTransport("http://ls.test", retry, inner=script))
+    """`attempts` tries: the waits between them (1 s doubling, at most 3 s) are the budget."""
+    budget = sum(min(2.0**i, 3.0) for i in range(attempts - 1))
+    wait = Backoff(budget=budget, first=1.0, max_delay=3.0, sleep=sleeps.append)
+    return httpx.Client(transport=RetryingTransport("http://ls.test", wait, inner=script))
 
 
 def test_transport_retries_with_exponential_backoff_until_label_studio_answers():
