@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
 from ai_tweets import labeling  # noqa: E402
-from ai_tweets.dataset import ABSTAIN, AI  # noqa: E402
 from ai_tweets.generator import generate  # noqa: E402
 from ai_tweets.schema import normalize  # noqa: E402
+from ai_tweets.tables import ABSTAIN, AI  # noqa: E402
 
 REAL_TEXTS = ROOT.parent / "shared" / "data" / "tweets_2020_text.jsonl"
 

@@ -35,11 +35,11 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from ai_tweets.dataset import AI, NOT_AI, refresh_label_counts
+from ai_tweets.dataset import refresh_label_counts
 from ai_tweets.retrying import Backoff, retry_call
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 from ai_tweets.storage import connect, table_exists, update_columns
-from ai_tweets.tables import SPLITS, identifier, split_table_name
+from ai_tweets.tables import AI, NOT_AI, SPLITS, identifier, split_table_name
 
 if TYPE_CHECKING:  # the SDK is imported by the functions that use it, not by DAG files
     from label_studio_sdk import LabelStudio

@@ -25,23 +25,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
+from ai_tweets import storage
 from ai_tweets.retrying import STREAM_WAIT_SECONDS, Backoff, retry_call
-from ai_tweets.retweet import Candidate, Retweeter, RetweetPolicy, RetweetResult, ensure_retweets_table
+from ai_tweets.retweet import Candidate, Retweeter, RetweetPolicy, RetweetResult
 from ai_tweets.schema import Tweet
 from ai_tweets.serving import BadAnswer, Score, invoke
 from ai_tweets.settings import Settings, environment
-from ai_tweets.storage import connect, copy_upsert, ensure_quarantine_table, in_transaction, lock_ddl
+from ai_tweets.storage import connect, copy_upsert, in_transaction
 from ai_tweets.stream import BatchStats, Message, Prepared, StreamJob, StreamOptions, Written, start_stream
-from ai_tweets.tables import identifier
+from ai_tweets.tables import (
+    AI_COLUMNS,
+    AI_TWEETS_TABLE,
+    BATCHES_TABLE,
+    CLASSIFY_TABLES,
+    TWEET_URLS_TABLE,
+    URL_COLUMNS,
+)
 from ai_tweets.urls import UrlRecord, extract_urls
 
 log = logging.getLogger(__name__)
 
-AI_TWEETS_TABLE = "ai_tweets"
-TWEET_URLS_TABLE = "tweet_urls"
-BATCHES_TABLE = "classify_batches"
 
 
 class ServingUnavailable(RuntimeError):
@@ -65,54 +69,9 @@ class ClassifyOptions:
 
 
 def ensure_tables(conn: psycopg.Connection) -> None:
-    """The classify stage's tables (and the retweet decisions'), created before the workers run;
-    idempotent, keyed by tweet id."""
-    lock_ddl(conn)
-    conn.execute(sql.SQL("""
-        CREATE TABLE IF NOT EXISTS {ai} (
-            tweet_id       bigint PRIMARY KEY,
-            text           text NOT NULL,
-            author_id      text,
-            author_handle  text,
-            created_at     timestamptz NOT NULL,
-            ai_probability real NOT NULL CHECK (ai_probability BETWEEN 0 AND 1),
-            model_name     text NOT NULL,
-            model_version  text,
-            classified_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-            produced_at    timestamptz,
-            kafka_partition integer,
-            kafka_offset   bigint
-        )""").format(ai=identifier(AI_TWEETS_TABLE)))
-    conn.execute(sql.SQL("""
-        CREATE TABLE IF NOT EXISTS {urls} (
-            tweet_id       bigint NOT NULL REFERENCES {ai} (tweet_id) ON DELETE CASCADE,
-            canonical_url  text NOT NULL,
-            url            text NOT NULL,
-            expanded_url   text NOT NULL,
-            domain         text,
-            is_twitter     boolean NOT NULL,
-            twitter_kind   text,
-            PRIMARY KEY (tweet_id, canonical_url)
-        )""").format(urls=identifier(TWEET_URLS_TABLE), ai=identifier(AI_TWEETS_TABLE)))
-    conn.execute(sql.SQL("""
-        CREATE TABLE IF NOT EXISTS {batches} (
-            query_name     text NOT NULL,
-            batch_id       bigint NOT NULL,
-            rows_in        integer NOT NULL,
-            ai_rows        integer NOT NULL,
-            quarantined    integer NOT NULL,
-            requests       integer NOT NULL,
-            model_versions text[] NOT NULL,
-            latency_ms     integer NOT NULL,
-            max_produce_to_row_ms integer,
-            finished_at    timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (query_name, batch_id)
-        )""").format(batches=identifier(BATCHES_TABLE)))
-    # the watchdog asks for a query's last batch, the retention for old ones
-    conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {batches} (finished_at)").format(
-        index=sql.Identifier(f"{BATCHES_TABLE}_finished_idx"), batches=identifier(BATCHES_TABLE)))
-    ensure_quarantine_table(conn)
-    ensure_retweets_table(conn)
+    """The classify stage's tables (and the retweet decisions' and the quarantine), created
+    before the workers run; idempotent, keyed by tweet id."""
+    storage.ensure_tables(conn, *CLASSIFY_TABLES)
 
 
 # --- scoring ------------------------------------------------------------------------------
@@ -217,9 +176,6 @@ class Scored:
     versions: frozenset[str]
 
 
-AI_COLUMNS = ("tweet_id", "text", "author_id", "author_handle", "created_at", "ai_probability", "model_name",
-              "model_version", "produced_at", "kafka_partition", "kafka_offset")
-URL_COLUMNS = ("tweet_id", "canonical_url", "url", "expanded_url", "domain", "is_twitter", "twitter_kind")
 
 # One Retweeter per process (a Spark Python worker is reused from batch to batch): it keeps
 # its X client (GET /2/users/me once) and its pause after a 429.

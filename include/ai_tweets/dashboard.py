@@ -27,7 +27,6 @@ from urllib.parse import quote, urlsplit
 import psycopg
 import requests
 
-from ai_tweets.classify import ensure_tables as ensure_classify_tables
 from ai_tweets.settings import (
     PROJECT_ROOT,
     STREAMINGDB_READER,
@@ -37,7 +36,7 @@ from ai_tweets.settings import (
     load_settings,
 )
 from ai_tweets.storage import connect, ensure_tables
-from ai_tweets.tables import LABEL_COUNTS, LEARNING_CURVE, MODEL_QUALITY
+from ai_tweets.tables import CLASSIFY_TABLES, LABEL_COUNTS, LEARNING_CURVE, MODEL_QUALITY
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,7 @@ def prepare_sources(settings: Settings) -> None:
     tables, prepare and annotate `label_counts`, train `model_quality`, `make quality`
     `learning_curve`."""
     with connect(settings) as conn:
-        ensure_classify_tables(conn)
-        ensure_tables(conn, *DASHBOARD_TABLES)
+        ensure_tables(conn, *CLASSIFY_TABLES, *DASHBOARD_TABLES)
 
 
 # --- the bundle -----------------------------------------------------------------------------

@@ -20,18 +20,22 @@ from ai_tweets.errors import DeterministicError
 from ai_tweets.settings import Settings
 from ai_tweets.storage import count_rows, ensure_tables, lock_ddl, table_exists
 from ai_tweets.tables import (
+    AI,
     LABEL_COUNTS,
+    NOT_AI,
+    SPLIT_COLUMNS,
     SPLITS,
     dedup_table_name,
     identifier,
     raw_table_name,
+    split_table_ddl,
     split_table_name,
+    table_as_select,
 )
 
 log = logging.getLogger(__name__)
 
 # Label values everywhere (weak_label, gold_label, Snorkel): the snorkel-tutorials convention.
-ABSTAIN, NOT_AI, AI = -1, 0, 1
 
 # The text key that two tweets must share to be duplicates (SQL over the raw table's `text`);
 # `normalized_text` is the same key in Python (a test holds the two equal).
@@ -99,31 +103,9 @@ class SplitSizes:
 
 
 def ensure_split_table(conn: psycopg.Connection, table: str) -> None:
-    """A split table; idempotent (primary key tweet_id). Label columns are nullable: weak
-    labels come from the label model, gold labels from people (with who and when)."""
+    """A split table (`tables.split_table_ddl`); idempotent."""
     lock_ddl(conn)
-    conn.execute(sql.SQL("""
-        CREATE TABLE IF NOT EXISTS {table} (
-            tweet_id             bigint PRIMARY KEY,
-            text                 text NOT NULL,
-            created_at           timestamptz NOT NULL,
-            author_handle        text,
-            lang                 text,
-            is_retweet           boolean NOT NULL,
-            is_reply             boolean NOT NULL,
-            hashtags             text[] NOT NULL,
-            mentions             text[] NOT NULL,
-            urls                 jsonb NOT NULL,
-            split_rank           double precision NOT NULL,
-            weak_label           smallint CHECK (weak_label IN (-1, 0, 1)),
-            weak_prob            real CHECK (weak_prob BETWEEN 0 AND 1),
-            gold_label           smallint CHECK (gold_label IN (0, 1)),
-            gold_labeled_by      text,
-            gold_labeled_at      timestamptz,
-            annotation_task_id   bigint,
-            annotation_pushed_at timestamptz,
-            assigned_at          timestamptz NOT NULL DEFAULT now()
-        )""").format(table=identifier(table)))
+    conn.execute(split_table_ddl(table))
 
 
 @dataclass(frozen=True)
@@ -144,11 +126,11 @@ def dedup_raw_tweets(conn: psycopg.Connection, settings: Settings) -> DedupRepor
     building = f"{dedup}__building"[:63]
     with conn.transaction():
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {building}").format(building=identifier(building)))
-        conn.execute(sql.SQL(
-            "CREATE TABLE {building} AS SELECT DISTINCT ON (normalized_text) r.* "
+        conn.execute(table_as_select(building, sql.SQL(
+            "SELECT DISTINCT ON (normalized_text) r.* "
             "FROM (SELECT *, {key} AS normalized_text FROM {raw}) r "
             "ORDER BY normalized_text, created_at, tweet_id"
-        ).format(building=identifier(building), key=sql.SQL(NORMALIZED_TEXT), raw=identifier(raw)))
+        ).format(key=sql.SQL(NORMALIZED_TEXT), raw=identifier(raw))))
         conn.execute(sql.SQL("ALTER TABLE {building} ADD PRIMARY KEY (tweet_id)")
                      .format(building=identifier(building)))
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {dedup}").format(dedup=identifier(dedup)))
@@ -160,8 +142,6 @@ def dedup_raw_tweets(conn: psycopg.Connection, settings: Settings) -> DedupRepor
     return report
 
 
-SPLIT_COLUMNS = ("tweet_id", "text", "created_at", "author_handle", "lang", "is_retweet", "is_reply",
-                 "hashtags", "mentions", "urls")
 
 
 def _rank(seed: int) -> sql.Composable:

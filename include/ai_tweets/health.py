@@ -95,8 +95,7 @@ def check_stream(settings: Settings) -> str:
 
     from ai_tweets.retrying import Backoff
     from ai_tweets.storage import connect, table_exists
-    from ai_tweets.stream import GAPS_TABLE
-    from ai_tweets.tables import identifier
+    from ai_tweets.tables import GAPS_TABLE, identifier
 
     try:
         with connect(settings, wait=Backoff(budget=0)) as conn:

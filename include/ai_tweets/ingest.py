@@ -16,9 +16,9 @@ import psycopg
 
 from ai_tweets.schema import Tweet
 from ai_tweets.settings import Settings
-from ai_tweets.storage import RAW_COLUMNS, connect, copy_upsert, ensure_raw_table
+from ai_tweets.storage import connect, copy_upsert, ensure_raw_table
 from ai_tweets.stream import Message, Prepared, StreamJob, StreamOptions, Written, start_stream
-from ai_tweets.tables import raw_table_name
+from ai_tweets.tables import RAW_COLUMNS, raw_table_name
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,11 @@ def raw_row(tweet: Tweet, message: Message) -> tuple:
     urls = json.dumps([{"url": u.url, "expanded_url": u.expanded_url, "display_url": u.display_url}
                        for u in tweet.urls], ensure_ascii=False)
     payload = message.value.decode() if isinstance(message.value, bytes) else message.value
-    return (tweet.id, tweet.text, tweet.created_at, tweet.author_id, tweet.author_handle, tweet.lang,
-            tweet.is_retweet, tweet.is_reply, list(tweet.hashtags), list(tweet.mentions), urls,
-            payload, message.partition, message.offset)
+    values = {"tweet_id": tweet.id, "text": tweet.text, "created_at": tweet.created_at, "author_id": tweet.author_id,
+              "author_handle": tweet.author_handle, "lang": tweet.lang, "is_retweet": tweet.is_retweet,
+              "is_reply": tweet.is_reply, "hashtags": list(tweet.hashtags), "mentions": list(tweet.mentions),
+              "urls": urls, "tweet": payload, "kafka_partition": message.partition, "kafka_offset": message.offset}
+    return tuple(values[column] for column in RAW_COLUMNS)
 
 
 def ingest_job(table: str) -> StreamJob:

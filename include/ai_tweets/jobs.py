@@ -157,11 +157,11 @@ def classify_stalled(settings: Settings, status: dict) -> str | None:
     has written none since) is older than CLASSIFY_STALL_SECONDS while messages wait."""
     from psycopg import sql
 
-    from ai_tweets.classify import BATCHES_TABLE, checkpoint_dir, query_name
+    from ai_tweets.classify import checkpoint_dir, query_name
     from ai_tweets.kafka import watermarks
     from ai_tweets.storage import connect, table_exists
     from ai_tweets.stream import StreamOptions, checkpoint_offsets, waiting_messages
-    from ai_tweets.tables import identifier
+    from ai_tweets.tables import BATCHES_TABLE, identifier
 
     with connect(settings) as conn:
         last = None

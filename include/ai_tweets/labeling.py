@@ -27,8 +27,8 @@ from snorkel.labeling import LabelingFunction, LFAnalysis, labeling_function
 from snorkel.labeling.model import LabelModel
 
 from ai_tweets import vocabulary as vocab
-from ai_tweets.dataset import ABSTAIN, AI, NOT_AI
 from ai_tweets.schema import MalformedTweet, Tweet, from_text
+from ai_tweets.tables import ABSTAIN, AI, NOT_AI
 
 # What an LF may read: one row of a frame with these columns (a Series or a namedtuple).
 COLUMNS = ("text", "hashtags", "mentions", "urls", "author_handle", "is_retweet")

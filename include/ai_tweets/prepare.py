@@ -12,11 +12,20 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from ai_tweets.dataset import ABSTAIN, AI, SplitSizes, dedup_raw_tweets, refresh_label_counts, split_dataset
+from ai_tweets.dataset import SplitSizes, dedup_raw_tweets, refresh_label_counts, split_dataset
 from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, ensure_tables, table_exists, update_columns
-from ai_tweets.tables import LABEL_MODELS, SPLITS, identifier, lf_summary_table_name, split_table_name
+from ai_tweets.tables import (
+    ABSTAIN,
+    AI,
+    LABEL_MODELS,
+    SPLITS,
+    identifier,
+    lf_summary_table_name,
+    split_table_name,
+    summary_table_ddl,
+)
 
 if TYPE_CHECKING:  # pandas is imported by the functions that use it, not by DAG files
     import pandas as pd
@@ -168,8 +177,7 @@ def _write_lf_summary(conn, table: str, summary: pd.DataFrame) -> None:
             if differences == 0:
                 return
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=identifier(table)))
-        conn.execute(sql.SQL("CREATE TABLE {t} ({definitions}, computed_at timestamptz NOT NULL DEFAULT now())")
-                     .format(t=identifier(table), definitions=definitions))
+        conn.execute(summary_table_ddl(table, definitions))
         conn.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s}").format(t=identifier(table), c=names,
                                                                                s=stage))
 

@@ -47,10 +47,11 @@ import numpy as np
 from psycopg import sql
 
 from ai_tweets import vocabulary
-from ai_tweets.dataset import AI, normalized_text
+from ai_tweets.dataset import normalized_text
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import (
+    AI,
     LABEL_COUNTS,
     LEARNING_CURVE,
     MODEL_QUALITY,

@@ -18,14 +18,12 @@ from __future__ import annotations
 from psycopg import sql
 
 from ai_tweets.settings import Settings
-from ai_tweets.storage import QUARANTINE_TABLE, connect, table_exists
-from ai_tweets.tables import identifier
+from ai_tweets.storage import connect, table_exists
+from ai_tweets.tables import BATCHES_TABLE, GAPS_TABLE, QUARANTINE_TABLE, identifier
 
 
 def retention(settings: Settings) -> list[tuple[str, str, int]]:
     """(table, timestamp column, days) of every pruned table."""
-    from ai_tweets.classify import BATCHES_TABLE
-    from ai_tweets.stream import GAPS_TABLE
 
     return [(QUARANTINE_TABLE, "quarantined_at", settings.quarantine_retention_days),
             (GAPS_TABLE, "detected_at", settings.quarantine_retention_days),

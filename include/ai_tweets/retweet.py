@@ -71,13 +71,12 @@ from psycopg import sql
 from ai_tweets import x_api
 from ai_tweets.schema import Tweet
 from ai_tweets.settings import Settings, SettingsError, environment
-from ai_tweets.storage import connect, lock_ddl
-from ai_tweets.tables import identifier
+from ai_tweets.storage import connect, ensure_tables
+from ai_tweets.tables import RETWEETS_TABLE, identifier
 from ai_tweets.urls import UrlRecord, domain_of, extract_urls
 
 log = logging.getLogger(__name__)
 
-RETWEETS_TABLE = "retweets"
 X_RETWEETS_PER_15_MIN = 50  # X's limit on POST /2/users/:id/retweets, per user
 DEFAULT_RETWEETS_PER_15_MIN = 40  # a margin below it for retweets made by hand on the same account
 X_POSTS_PER_DAY = 2400  # X's daily cap on posts (retweets included) per account
@@ -263,25 +262,7 @@ class RetweetResult:
 
 def ensure_retweets_table(conn: psycopg.Connection) -> None:
     """One row per tweet ever considered; idempotent: primary key tweet_id."""
-    lock_ddl(conn)
-    conn.execute(sql.SQL("""
-        CREATE TABLE IF NOT EXISTS {table} (
-            tweet_id        bigint PRIMARY KEY,
-            decided_at      timestamptz NOT NULL DEFAULT now(),
-            action          text NOT NULL CHECK (action IN
-                                ('pending', 'retweeted', 'would_retweet', 'skipped', 'failed')),
-            reason          text NOT NULL,
-            dry_run         boolean NOT NULL,
-            author_handle   text,
-            ai_probability  double precision,
-            domains         text[] NOT NULL,
-            response        text,
-            completed_at    timestamptz
-        )""").format(table=identifier(RETWEETS_TABLE)))
-    # the budget counts the recent rows that are not `skipped`
-    index = sql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {table} (decided_at) WHERE action <> 'skipped'")
-    conn.execute(index.format(index=sql.Identifier(f"{RETWEETS_TABLE}_window_idx"),
-                              table=identifier(RETWEETS_TABLE)))
+    ensure_tables(conn, RETWEETS_TABLE)
 
 
 def _utc(epoch: float) -> str:

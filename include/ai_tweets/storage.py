@@ -16,18 +16,11 @@ from psycopg import sql
 
 from ai_tweets.retrying import STREAM_WAIT_SECONDS, Backoff, retry_call
 from ai_tweets.settings import Settings
-from ai_tweets.tables import DDL, identifier
+from ai_tweets.tables import DDL, QUARANTINE_TABLE, identifier, raw_table_ddl
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUARANTINE_TABLE = "ingest_quarantine"
-
-# Every column of a raw table except ingested_at, in COPY order.
-RAW_COLUMNS = (
-    "tweet_id", "text", "created_at", "author_id", "author_handle", "lang", "is_retweet",
-    "is_reply", "hashtags", "mentions", "urls", "tweet", "kafka_partition", "kafka_offset",
-)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -92,53 +85,18 @@ def lock_ddl(conn: psycopg.Connection) -> None:
 
 
 def ensure_tables(conn: psycopg.Connection, *names: str) -> None:
-    """The shared tables `names` (their DDL is in `ai_tweets.tables.DDL`), created if missing."""
+    """The fixed-name tables `names` (their DDL is in `ai_tweets.tables.DDL`), created if missing."""
     lock_ddl(conn)
     for name in names:
-        conn.execute(DDL[name])
+        for statement in DDL[name]:
+            conn.execute(statement)
 
 
 def ensure_raw_table(conn: psycopg.Connection, table: str) -> None:
-    """The raw table of one dataset version; idempotent: primary key tweet_id."""
+    """The raw table of one dataset version (and the quarantine beside it)."""
     lock_ddl(conn)
-    conn.execute(sql.SQL("""
-        CREATE TABLE IF NOT EXISTS {table} (
-            tweet_id        bigint PRIMARY KEY,
-            text            text NOT NULL,
-            created_at      timestamptz NOT NULL,
-            author_id       text,
-            author_handle   text,
-            lang            text,
-            is_retweet      boolean NOT NULL,
-            is_reply        boolean NOT NULL,
-            hashtags        text[] NOT NULL,
-            mentions        text[] NOT NULL,
-            urls            jsonb NOT NULL,
-            tweet           json NOT NULL,
-            kafka_partition integer,
-            kafka_offset    bigint,
-            ingested_at     timestamptz NOT NULL DEFAULT now()
-        )""").format(table=identifier(table)))
-    ensure_quarantine_table(conn)
-
-
-def ensure_quarantine_table(conn: psycopg.Connection) -> None:
-    """Messages that are not valid tweets, kept byte for byte with where they came from and why."""
-    lock_ddl(conn)
-    conn.execute(sql.SQL("""
-        CREATE TABLE IF NOT EXISTS {table} (
-            target_table    text NOT NULL,
-            topic           text NOT NULL,
-            kafka_partition integer NOT NULL,
-            kafka_offset    bigint NOT NULL,
-            message_key     bytea,
-            message_value   bytea,
-            reason          text NOT NULL,
-            quarantined_at  timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (target_table, topic, kafka_partition, kafka_offset)
-        )""").format(table=identifier(QUARANTINE_TABLE)))
-    conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {table} (quarantined_at)").format(
-        index=sql.Identifier(f"{QUARANTINE_TABLE}_at_idx"), table=identifier(QUARANTINE_TABLE)))
+    conn.execute(raw_table_ddl(table))
+    ensure_tables(conn, QUARANTINE_TABLE)
 
 
 @dataclass(frozen=True)

@@ -44,15 +44,14 @@ from psycopg import sql
 
 from ai_tweets.schema import MalformedTweet, Tweet, parse_message
 from ai_tweets.settings import Settings
-from ai_tweets.storage import QuarantinedMessage, connect, in_transaction, lock_ddl, write_quarantine
-from ai_tweets.tables import identifier
+from ai_tweets.storage import QuarantinedMessage, connect, ensure_tables, in_transaction, write_quarantine
+from ai_tweets.tables import GAPS_TABLE, identifier
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 P = TypeVar("P")
 
-GAPS_TABLE = "stream_gaps"
 MAX_REASON_CHARS = 500
 DataLossPolicy = Literal["fail", "record"]
 
@@ -280,17 +279,7 @@ def waiting_messages(next_offsets: dict[int, int] | None, watermarks: dict[int, 
 
 
 def ensure_gaps_table(conn: psycopg.Connection) -> None:
-    lock_ddl(conn)
-    conn.execute(sql.SQL("""
-        CREATE TABLE IF NOT EXISTS {table} (
-            query_name      text NOT NULL,
-            topic           text NOT NULL,
-            kafka_partition integer NOT NULL,
-            first_offset    bigint NOT NULL,
-            last_offset     bigint NOT NULL,
-            detected_at     timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (query_name, topic, kafka_partition, first_offset)
-        )""").format(table=identifier(GAPS_TABLE)))
+    ensure_tables(conn, GAPS_TABLE)
 
 
 def check_data_loss(settings: Settings, name: str, checkpoint: Path, policy: DataLossPolicy) -> list[LostRange]:

@@ -1,4 +1,5 @@
-"""Table names of the pipeline, derived from configuration and always quoted by the driver.
+"""Every table of streamingdb: its name, its columns and its DDL, in this one module; the
+stages ask it (`storage.ensure_tables` runs the DDL under the schema lock).
 
 Names are validated as SQL identifiers when settings load; here they become
 `psycopg.sql.Identifier`s, so no configured name is ever formatted into SQL text.
@@ -11,6 +12,9 @@ from psycopg import sql
 from ai_tweets.settings import Settings, validate_identifier
 
 SPLITS = ("test", "dev", "snorkel_train", "train")
+
+# Labels as the split tables store them: weak labels may abstain, gold labels are 0 or 1.
+ABSTAIN, NOT_AI, AI = -1, 0, 1
 
 
 def raw_table_name(settings: Settings) -> str:
@@ -45,8 +49,94 @@ MODEL_QUALITY = "model_quality"  # one row per trained version: how it was judge
 LEARNING_CURVE = "learning_curve"  # `make quality`: F1 on held-out real tweets against gold labels used
 LABEL_MODELS = "label_models"  # one row per LabelModel fit: the MLflow run the pipeline itself recorded
 
-DDL: dict[str, str] = {
-    LABEL_COUNTS: """
+# --- tables of the stream: fixed names ------------------------------------------------------
+
+QUARANTINE_TABLE = "ingest_quarantine"  # messages that are not valid tweets, byte for byte, with why
+AI_TWEETS_TABLE = "ai_tweets"  # what the classifier called AI, exactly once per tweet
+TWEET_URLS_TABLE = "tweet_urls"  # the links of the AI tweets, canonical
+BATCHES_TABLE = "classify_batches"  # the classify stream's log of micro-batches
+RETWEETS_TABLE = "retweets"  # one row per tweet ever considered for a retweet
+GAPS_TABLE = "stream_gaps"  # offsets that expired from Kafka unread, recorded by --on-data-loss record
+# What the classify stage writes (created before its workers run, and by the dashboard beforehand).
+CLASSIFY_TABLES = (QUARANTINE_TABLE, AI_TWEETS_TABLE, TWEET_URLS_TABLE, BATCHES_TABLE, RETWEETS_TABLE)
+
+# The columns `classify` writes, in COPY order.
+AI_COLUMNS = ("tweet_id", "text", "author_id", "author_handle", "created_at", "ai_probability", "model_name",
+              "model_version", "produced_at", "kafka_partition", "kafka_offset")
+URL_COLUMNS = ("tweet_id", "canonical_url", "url", "expanded_url", "domain", "is_twitter", "twitter_kind")
+
+# --- the tables of a dataset version: names from settings -------------------------------------
+
+# The raw table: every field of a normalized tweet (`schema.Tweet`), then where Kafka had it.
+# (name, type) in COPY order; ingested_at is filled by the database.
+RAW_TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("tweet_id", "bigint PRIMARY KEY"),
+    ("text", "text NOT NULL"),
+    ("created_at", "timestamptz NOT NULL"),
+    ("author_id", "text"),
+    ("author_handle", "text"),
+    ("lang", "text"),
+    ("is_retweet", "boolean NOT NULL"),
+    ("is_reply", "boolean NOT NULL"),
+    ("hashtags", "text[] NOT NULL"),
+    ("mentions", "text[] NOT NULL"),
+    ("urls", "jsonb NOT NULL"),
+    ("tweet", "json NOT NULL"),
+    ("kafka_partition", "integer"),
+    ("kafka_offset", "bigint"),
+)
+RAW_COLUMNS = tuple(name for name, _ in RAW_TABLE_COLUMNS)
+
+# A split table: the raw columns a model and a person need, then its place and its labels.
+SPLIT_COLUMNS = ("tweet_id", "text", "created_at", "author_handle", "lang", "is_retweet", "is_reply",
+                 "hashtags", "mentions", "urls")
+_SPLIT_LABEL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("split_rank", "double precision NOT NULL"),
+    ("weak_label", f"smallint CHECK (weak_label IN ({ABSTAIN}, {NOT_AI}, {AI}))"),
+    ("weak_prob", "real CHECK (weak_prob BETWEEN 0 AND 1)"),
+    ("gold_label", f"smallint CHECK (gold_label IN ({NOT_AI}, {AI}))"),
+    ("gold_labeled_by", "text"),
+    ("gold_labeled_at", "timestamptz"),
+    ("annotation_task_id", "bigint"),
+    ("annotation_pushed_at", "timestamptz"),
+    ("assigned_at", "timestamptz NOT NULL DEFAULT now()"),
+)
+
+
+def _columns(columns: tuple[tuple[str, str], ...]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+                              for name, kind in columns)
+
+
+def raw_table_ddl(table: str) -> sql.Composed:
+    """The raw table of one dataset version; idempotent (primary key tweet_id)."""
+    columns = (*RAW_TABLE_COLUMNS, ("ingested_at", "timestamptz NOT NULL DEFAULT now()"))
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {t} ({c})").format(t=identifier(table), c=_columns(columns))
+
+
+def split_table_ddl(table: str) -> sql.Composed:
+    """A split table; idempotent (primary key tweet_id). Label columns are nullable: weak labels
+    come from the label model, gold labels from people (with who and when)."""
+    types = dict(RAW_TABLE_COLUMNS)
+    columns = (*((name, types[name]) for name in SPLIT_COLUMNS), *_SPLIT_LABEL_COLUMNS)
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {t} ({c})").format(t=identifier(table), c=_columns(columns))
+
+
+def table_as_select(table: str, select: sql.Composable) -> sql.Composed:
+    """A new table filled by `select` (e.g. the deduplicated tweets, built aside then renamed)."""
+    return sql.SQL("CREATE TABLE {t} AS {select}").format(t=identifier(table), select=select)
+
+
+def summary_table_ddl(table: str, definitions: sql.Composable) -> sql.Composed:
+    """A per-version summary (the labeling functions' `lf_summary_{v}`): its columns come from
+    the summary frame, then when it was computed."""
+    return sql.SQL("CREATE TABLE {t} ({definitions}, computed_at timestamptz NOT NULL DEFAULT now())").format(
+        t=identifier(table), definitions=definitions)
+
+
+# Every fixed-name table: its DDL statements, run in order by `storage.ensure_tables`.
+DDL: dict[str, tuple[str, ...]] = {
+    LABEL_COUNTS: ("""
         CREATE TABLE IF NOT EXISTS label_counts (
             dataset_version integer NOT NULL,
             split           text NOT NULL,
@@ -55,8 +145,8 @@ DDL: dict[str, str] = {
             tweets          bigint NOT NULL,
             counted_at      timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (dataset_version, split, label_source, label)
-        )""",
-    MODEL_QUALITY: """
+        )""",),
+    MODEL_QUALITY: ("""
         CREATE TABLE IF NOT EXISTS model_quality (
             model_name        text NOT NULL,
             model_version     text NOT NULL,
@@ -76,8 +166,8 @@ DDL: dict[str, str] = {
             promoted          boolean NOT NULL,
             decision          text NOT NULL,
             PRIMARY KEY (model_name, model_version)
-        )""",
-    LEARNING_CURVE: """
+        )""",),
+    LEARNING_CURVE: ("""
         CREATE TABLE IF NOT EXISTS learning_curve (
             run_id          text NOT NULL,
             run_at          timestamptz NOT NULL,
@@ -91,12 +181,92 @@ DDL: dict[str, str] = {
             recall_all      double precision NOT NULL,
             f1_sure         double precision NOT NULL,
             PRIMARY KEY (run_id, strategy, round)
-        )""",
-    LABEL_MODELS: """
+        )""",),
+    LABEL_MODELS: ("""
         CREATE TABLE IF NOT EXISTS label_models (
             dataset_version integer NOT NULL,
             mlflow_run_id   text NOT NULL,
             fitted_at       timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (dataset_version, mlflow_run_id)
+        )""",),
+    QUARANTINE_TABLE: ("""
+        CREATE TABLE IF NOT EXISTS ingest_quarantine (
+            target_table    text NOT NULL,
+            topic           text NOT NULL,
+            kafka_partition integer NOT NULL,
+            kafka_offset    bigint NOT NULL,
+            message_key     bytea,
+            message_value   bytea,
+            reason          text NOT NULL,
+            quarantined_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (target_table, topic, kafka_partition, kafka_offset)
+        )""", "CREATE INDEX IF NOT EXISTS ingest_quarantine_at_idx ON ingest_quarantine (quarantined_at)"),
+    AI_TWEETS_TABLE: ("""
+        CREATE TABLE IF NOT EXISTS ai_tweets (
+            tweet_id       bigint PRIMARY KEY,
+            text           text NOT NULL,
+            author_id      text,
+            author_handle  text,
+            created_at     timestamptz NOT NULL,
+            ai_probability real NOT NULL CHECK (ai_probability BETWEEN 0 AND 1),
+            model_name     text NOT NULL,
+            model_version  text,
+            classified_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+            produced_at    timestamptz,
+            kafka_partition integer,
+            kafka_offset   bigint
+        )""",),
+    TWEET_URLS_TABLE: ("""
+        CREATE TABLE IF NOT EXISTS tweet_urls (
+            tweet_id       bigint NOT NULL REFERENCES ai_tweets (tweet_id) ON DELETE CASCADE,
+            canonical_url  text NOT NULL,
+            url            text NOT NULL,
+            expanded_url   text NOT NULL,
+            domain         text,
+            is_twitter     boolean NOT NULL,
+            twitter_kind   text,
+            PRIMARY KEY (tweet_id, canonical_url)
+        )""",),
+    BATCHES_TABLE: ("""
+        CREATE TABLE IF NOT EXISTS classify_batches (
+            query_name     text NOT NULL,
+            batch_id       bigint NOT NULL,
+            rows_in        integer NOT NULL,
+            ai_rows        integer NOT NULL,
+            quarantined    integer NOT NULL,
+            requests       integer NOT NULL,
+            model_versions text[] NOT NULL,
+            latency_ms     integer NOT NULL,
+            max_produce_to_row_ms integer,
+            finished_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (query_name, batch_id)
         )""",
+        # the watchdog asks for a query's last batch, the retention for old ones
+        "CREATE INDEX IF NOT EXISTS classify_batches_finished_idx ON classify_batches (finished_at)"),
+    RETWEETS_TABLE: ("""
+        CREATE TABLE IF NOT EXISTS retweets (
+            tweet_id        bigint PRIMARY KEY,
+            decided_at      timestamptz NOT NULL DEFAULT now(),
+            action          text NOT NULL CHECK (action IN
+                                ('pending', 'retweeted', 'would_retweet', 'skipped', 'failed')),
+            reason          text NOT NULL,
+            dry_run         boolean NOT NULL,
+            author_handle   text,
+            ai_probability  double precision,
+            domains         text[] NOT NULL,
+            response        text,
+            completed_at    timestamptz
+        )""",
+        # the budget counts the recent rows that are not `skipped`
+        "CREATE INDEX IF NOT EXISTS retweets_window_idx ON retweets (decided_at) WHERE action <> 'skipped'"),
+    GAPS_TABLE: ("""
+        CREATE TABLE IF NOT EXISTS stream_gaps (
+            query_name      text NOT NULL,
+            topic           text NOT NULL,
+            kafka_partition integer NOT NULL,
+            first_offset    bigint NOT NULL,
+            last_offset     bigint NOT NULL,
+            detected_at     timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (query_name, topic, kafka_partition, first_offset)
+        )""",),
 }

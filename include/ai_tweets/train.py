@@ -9,11 +9,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ai_tweets.dataset import ABSTAIN, AI
 from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, ensure_tables
-from ai_tweets.tables import MODEL_QUALITY, lf_summary_table_name
+from ai_tweets.tables import ABSTAIN, AI, MODEL_QUALITY, lf_summary_table_name
 
 log = logging.getLogger(__name__)
 

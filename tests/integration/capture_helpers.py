@@ -60,8 +60,9 @@ class Isolated:
         from ai_tweets.generator import generate
         from ai_tweets.ingest import raw_row
         from ai_tweets.schema import normalize
-        from ai_tweets.storage import RAW_COLUMNS, copy_upsert, ensure_raw_table
+        from ai_tweets.storage import copy_upsert, ensure_raw_table
         from ai_tweets.stream import Message
+        from ai_tweets.tables import RAW_COLUMNS
 
         rows = [raw_row(normalize(item.payload), Message(self.settings.tweets_topic, 0, offset, None,
                                                           json.dumps(item.payload).encode()))

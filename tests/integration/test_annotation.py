@@ -21,13 +21,13 @@ from psycopg.types.json import Jsonb
 
 from ai_tweets import annotation
 from ai_tweets.annotation import LabelStudioUnavailable, label_studio_client, uncertainty
-from ai_tweets.dataset import ABSTAIN, AI, NOT_AI, ensure_split_table
+from ai_tweets.dataset import ensure_split_table
 from ai_tweets.generator import generate
 from ai_tweets.retrying import Backoff
 from ai_tweets.schema import normalize
 from ai_tweets.settings import Settings, environment, load_settings
 from ai_tweets.storage import connect
-from ai_tweets.tables import identifier, split_table_name
+from ai_tweets.tables import ABSTAIN, AI, NOT_AI, identifier, split_table_name
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 

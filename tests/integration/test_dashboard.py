@@ -14,10 +14,11 @@ import pytest
 from browser_helpers import headless_chromium
 from capture_helpers import ROOT
 
-from ai_tweets.classify import AI_TWEETS_TABLE, BATCHES_TABLE, TWEET_URLS_TABLE, ensure_tables
+from ai_tweets.classify import ensure_tables
 from ai_tweets.dashboard import chart_data, login, provision_dashboard
 from ai_tweets.settings import environment
 from ai_tweets.storage import connect, copy_upsert
+from ai_tweets.tables import AI_TWEETS_TABLE, BATCHES_TABLE, TWEET_URLS_TABLE
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 

@@ -21,8 +21,8 @@ from ai_tweets.ingest import ingest_job
 from ai_tweets.retrying import Backoff
 from ai_tweets.settings import load_settings
 from ai_tweets.storage import DatabaseUnavailable, connect, ensure_raw_table, in_transaction
-from ai_tweets.stream import GAPS_TABLE, Message, parse_messages, write_partition
-from ai_tweets.tables import identifier
+from ai_tweets.stream import Message, parse_messages, write_partition
+from ai_tweets.tables import GAPS_TABLE, identifier
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 

@@ -20,8 +20,8 @@ from ai_tweets.annotation import (
     task_payload,
     uncertainty,
 )
-from ai_tweets.dataset import ABSTAIN, AI, NOT_AI
 from ai_tweets.retrying import Backoff
+from ai_tweets.tables import ABSTAIN, AI, NOT_AI
 
 
 def candidate(tweet_id: int, weak_label: int | None = AI, weak_prob: float | None = 0.6, **extra) -> Candidate:

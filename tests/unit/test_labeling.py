@@ -14,9 +14,9 @@ from sklearn.metrics import f1_score, precision_score
 from snorkel.labeling import PandasLFApplier
 
 from ai_tweets import labeling
-from ai_tweets.dataset import ABSTAIN, AI, NOT_AI
 from ai_tweets.generator import generate
 from ai_tweets.schema import normalize
+from ai_tweets.tables import ABSTAIN, AI, NOT_AI
 
 REAL_TEXTS = Path(__file__).parents[2].parent / "shared" / "data" / "tweets_2020_text.jsonl"
 LF = {lf.name: lf for lf in labeling.LFS}
