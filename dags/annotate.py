@@ -13,32 +13,31 @@ Asset only when new or changed gold labels arrived, so training follows. Label S
 the tasks fail with a clear message and retry. Logic: `ai_tweets.annotation`.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ai_tweets.annotation import pull, push
 from ai_tweets.assets import DATASET_SPLITS, GOLD_LABELS
-from ai_tweets.dag_support import assets_or_every, from_trigger, retrying, stage_task
+from ai_tweets.dag_support import assets_or_every, dataset_params, from_trigger, pipeline_dag, stage_task
 
 
 @dag(
     schedule=assets_or_every("*/10 * * * *", [DATASET_SPLITS]),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    render_template_as_native_obj=True,  # a null max_pending reaches push as None
-    doc_md=__doc__,
-    tags=["annotate", "label-studio", "active-learning"],
-    default_args=retrying(3),
-    params={
-        "dataset_version": Param(0, type="integer", minimum=0),
-        "batch_size": Param(100, type="integer", minimum=0),
-        "strategy": Param("model", type="string", enum=["model", "weak", "random"]),
-        "max_pending": Param(200, type=["null", "integer"], minimum=0,
-                             description="top the queue up to at most this many unlabeled tasks (null: no cap)"),
-    },
+    **pipeline_dag(
+        __doc__,
+        tags=["annotate", "label-studio", "active-learning"],
+        retries=3,
+        render_template_as_native_obj=True,  # a null max_pending reaches push as None
+        params={
+            **dataset_params(),
+            "batch_size": Param(100, type="integer", minimum=0),
+            "strategy": Param("model", type="string", enum=["model", "weak", "random"]),
+            "max_pending": Param(200, type=["null", "integer"], minimum=0,
+                                 description="top the queue up to at most this many unlabeled tasks (null: no cap)"),
+        },
+    ),
 )
 def annotate():
     @task

@@ -12,7 +12,7 @@ Logic: `ai_tweets.capture` and `spark_jobs/ingest.py`.
 """
 
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -20,7 +20,7 @@ from airflow.sdk import Param, dag, task
 
 from ai_tweets.assets import RAW_TWEETS
 from ai_tweets.capture import produce_requested, raw_table_report
-from ai_tweets.dag_support import retrying, stage_task
+from ai_tweets.dag_support import dataset_params, pipeline_dag, stage_task
 
 INGEST_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "ingest.py")
 # The Kafka connector and JDBC jars (local stack); the Docker image has them in Spark already.
@@ -29,23 +29,20 @@ SPARK_JARS = f"{os.environ['SPARK_JARS_DIR']}/*.jar" if os.environ.get("SPARK_JA
 
 @dag(
     schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    render_template_as_native_obj=True,
-    doc_md=__doc__,
-    tags=["capture", "kafka", "spark"],
-    default_args=retrying(2),
-    params={
-        "source": Param("generate", enum=["generate", "replay", "x"], description="where tweets come from"),
-        "count": Param(20_000, type="integer", minimum=0, description="tweets to capture (0: use seconds)"),
-        "seconds": Param(0, type="number", minimum=0, description="capture duration (0: use count)"),
-        "file": Param("", type="string", description="JSONL file in REPLAY_DIR for the replay source "
-                                                      "(a name; paths outside that folder are refused)"),
-        "seed": Param(0, type="integer", minimum=0, description="generator seed"),
-        "raw_table_prefix": Param("raw_tweet_dataset", type="string", pattern="^[a-z_][a-z0-9_]*$"),
-        "dataset_version": Param(0, type="integer", minimum=0),
-    },
+    **pipeline_dag(
+        __doc__,
+        tags=["capture", "kafka", "spark"],
+        render_template_as_native_obj=True,
+        params={
+            "source": Param("generate", enum=["generate", "replay", "x"], description="where tweets come from"),
+            "count": Param(20_000, type="integer", minimum=0, description="tweets to capture (0: use seconds)"),
+            "seconds": Param(0, type="number", minimum=0, description="capture duration (0: use count)"),
+            "file": Param("", type="string", description="JSONL file in REPLAY_DIR for the replay source "
+                                                          "(a name; paths outside that folder are refused)"),
+            "seed": Param(0, type="integer", minimum=0, description="generator seed"),
+            **dataset_params(raw_table_prefix=True),
+        },
+    ),
 )
 def capture_tweets():
     produce = stage_task(produce_requested, task_id="produce")(

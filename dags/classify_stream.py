@@ -13,26 +13,23 @@ is harmless. Until a first champion exists it only reports that it is waiting.
 Logic: `ai_tweets.jobs.ensure_classifier`, `ai_tweets.classify`.
 """
 
-from datetime import datetime
 
 from airflow.sdk import Param, dag
 
 from ai_tweets.assets import CHAMPION_MODEL
-from ai_tweets.dag_support import assets_or_every, retrying, stage_task
+from ai_tweets.dag_support import assets_or_every, pipeline_dag, stage_task
 from ai_tweets.jobs import ensure_classifier
 
 
 @dag(
     schedule=assets_or_every("*/5 * * * *", [CHAMPION_MODEL]),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    render_template_as_native_obj=True,
-    doc_md=__doc__,
-    tags=["classify", "spark", "streaming"],
-    default_args=retrying(2),
-    params={"retweet": Param(True, type="boolean", description="retweet AI tweets with links (dry-run "
-                                                                "unless X_RETWEET_DRY_RUN=false)")},
+    **pipeline_dag(
+        __doc__,
+        tags=["classify", "spark", "streaming"],
+        render_template_as_native_obj=True,
+        params={"retweet": Param(True, type="boolean", description="retweet AI tweets with links (dry-run "
+                                                                    "unless X_RETWEET_DRY_RUN=false)")},
+    ),
 )
 def classify_stream():
     stage_task(ensure_classifier, task_id="ensure_classifier_running")(retweet="{{ params.retweet }}")

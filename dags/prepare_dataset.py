@@ -10,31 +10,28 @@ and Parquet copies. Emits the `dataset_splits` Asset for annotation and training
 Logic: `ai_tweets.prepare`.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 
 from ai_tweets.assets import DATASET_SPLITS, RAW_TWEETS
-from ai_tweets.dag_support import fails_fast, from_trigger, retrying, stage_task
+from ai_tweets.dag_support import dataset_params, fails_fast, from_trigger, pipeline_dag, stage_task
 from ai_tweets.prepare import dedup, split, weak_label
 
 
 @dag(
     schedule=[RAW_TWEETS],
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["prepare", "snorkel"],
-    default_args=retrying(2),
-    params={
-        "raw_table_prefix": Param("raw_tweet_dataset", type="string", pattern="^[a-z_][a-z0-9_]*$"),
-        "dataset_version": Param(0, type="integer", minimum=0),
-        "test_size": Param(1_000, type="integer", minimum=1),
-        "dev_size": Param(500, type="integer", minimum=1),
-        "snorkel_train_size": Param(10_000, type="integer", minimum=1),
-        "seed": Param(0, type="integer", minimum=0),
-    },
+    **pipeline_dag(
+        __doc__,
+        tags=["prepare", "snorkel"],
+        params={
+            **dataset_params(raw_table_prefix=True),
+            "test_size": Param(1_000, type="integer", minimum=1),
+            "dev_size": Param(500, type="integer", minimum=1),
+            "snorkel_train_size": Param(10_000, type="integer", minimum=1),
+            "seed": Param(0, type="integer", minimum=0),
+        },
+    ),
 )
 def prepare_dataset():
     @task

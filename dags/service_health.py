@@ -11,11 +11,11 @@ checks are `ai_tweets.health.check_service` (by hand: `ai-tweets health`), the p
 `ai_tweets.retention.prune` (`ai-tweets prune`).
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import dag
 
-from ai_tweets.dag_support import every, retrying, stage_task
+from ai_tweets.dag_support import every, pipeline_dag, stage_task
 from ai_tweets.health import check_service
 from ai_tweets.retention import prune
 
@@ -24,12 +24,11 @@ SERVICES = ("postgres", "kafka", "mlflow", "label_studio", "champion", "stream")
 
 @dag(
     schedule=every("*/15 * * * *"),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["ops", "health"],
-    default_args={**retrying(2), "execution_timeout": timedelta(minutes=2)},
+    **pipeline_dag(
+        __doc__,
+        tags=["ops", "health"],
+        task_options={"execution_timeout": timedelta(minutes=2)},
+    ),
 )
 def service_health():
     checks = [stage_task(check_service, task_id=f"check_{service}")(service) for service in SERVICES]

@@ -12,32 +12,30 @@ judged on weak labels over one judged on gold (else `challenger`); a new champio
 `champion_model` Asset, which restarts classification with it. Logic: `ai_tweets.train`.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ai_tweets.assets import CHAMPION_MODEL, DATASET_SPLITS, GOLD_LABELS
-from ai_tweets.dag_support import fails_fast, from_trigger, retrying
+from ai_tweets.dag_support import dataset_params, fails_fast, from_trigger, pipeline_dag
 from ai_tweets.train import train_model
 
 
 @dag(
     dag_id="train_model",
     schedule=(DATASET_SPLITS | GOLD_LABELS),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=["train", "mlflow"],
-    default_args=retrying(2),
-    params={
-        "dataset_version": Param(0, type="integer", minimum=0),
-        "epochs": Param(30, type="integer", minimum=1, maximum=200),
-        "min_gold": Param(50, type="integer", minimum=1,
-                          description="gold labels in the test split needed to judge models on gold"),
-        "seed": Param(0, type="integer", minimum=0),
-    },
+    **pipeline_dag(
+        __doc__,
+        tags=["train", "mlflow"],
+        params={
+            **dataset_params(),
+            "epochs": Param(30, type="integer", minimum=1, maximum=200),
+            "min_gold": Param(50, type="integer", minimum=1,
+                              description="gold labels in the test split needed to judge models on gold"),
+            "seed": Param(0, type="integer", minimum=0),
+        },
+    ),
 )
 def train_model_dag():
     @task(execution_timeout=timedelta(hours=1))

@@ -1,18 +1,45 @@
-"""What the DAG files share (imported by them only): schedules, stage functions as tasks that
-fail fast on deterministic errors."""
+"""What the DAG files share (imported by them only): the options every DAG has, the dataset
+params, schedules, the retry policy, stage functions as tasks that fail fast on deterministic
+errors, and "the value from the triggering Asset event, else from params"."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from ai_tweets.errors import DeterministicError
-from ai_tweets.settings import task_retry_seconds, timed_schedules
+from ai_tweets.settings import (
+    DEFAULT_DATASET_VERSION,
+    DEFAULT_RAW_TABLE_PREFIX,
+    task_retry_seconds,
+    timed_schedules,
+)
+
+START_DATE = datetime(2026, 1, 1)
+
+
+def pipeline_dag(doc: str, *, tags: list[str], params: dict[str, Param] | None = None, retries: int = 2,
+                 task_options: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    """The `@dag(schedule=..., **pipeline_dag(__doc__, ...))` options of every DAG of the pipeline:
+    no catch-up, one run at a time, the module's docstring as its doc, the one retry policy
+    (`retrying`); `options` add or override."""
+    return {"start_date": START_DATE, "catchup": False, "max_active_runs": 1,
+            "doc_md": doc, "tags": tags, "params": params or {},
+            "default_args": {**retrying(retries), **(task_options or {})}, **options}
+
+
+def dataset_params(*, raw_table_prefix: bool = False) -> dict[str, Param]:
+    """The params that say which dataset a run works on (defaults: the settings' defaults)."""
+    params = {"dataset_version": Param(DEFAULT_DATASET_VERSION, type="integer", minimum=0)}
+    if raw_table_prefix:
+        params = {"raw_table_prefix": Param(DEFAULT_RAW_TABLE_PREFIX, type="string", pattern="^[a-z_][a-z0-9_]*$"),
+                  **params}
+    return params
 
 
 def every(cron: str) -> CronTriggerTimetable | None:

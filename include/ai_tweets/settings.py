@@ -240,15 +240,19 @@ def _topic(env: Mapping[str, str]) -> str:
     return value
 
 
+DEFAULT_RAW_TABLE_PREFIX = "raw_tweet_dataset"
+DEFAULT_DATASET_VERSION = 0
+
+
 def _dataset_version(env: Mapping[str, str]) -> int:
-    value = env.get("DATASET_VERSION", "").strip() or "0"
+    value = env.get("DATASET_VERSION", "").strip() or str(DEFAULT_DATASET_VERSION)
     if not value.isdigit() or len(value) > 6:
         raise SettingsError(f"DATASET_VERSION={value!r} must be a whole number from 0 to 999999.")
     return int(value)
 
 
 def _table_prefix(env: Mapping[str, str], version: int) -> str:
-    value = env.get("RAW_TABLE_PREFIX", "").strip() or "raw_tweet_dataset"
+    value = env.get("RAW_TABLE_PREFIX", "").strip() or DEFAULT_RAW_TABLE_PREFIX
     validate_identifier(value, "RAW_TABLE_PREFIX")
     longest = f"{_LONGEST_TABLE_PREFIX}{value}_{version}"
     if len(longest) > _MAX_IDENTIFIER:

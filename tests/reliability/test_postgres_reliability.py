@@ -25,14 +25,17 @@ from ai_tweets.schema import normalize
 from ai_tweets.tables import split_table_name
 
 
-def test_postgres_restart_during_capture_then_down_during_a_stage(disruptive, tmp_path, figures):
+def _ingesting(tmp_path, seed: int):
+    """A dataset version of its own, the tweets to send in 40 s, and its ingest job running."""
     count = sized(short=20_000, long=100_000)
-    rate = count / 40
     iso = Isolated.create(tmp_path, version=900_000 + secrets.randbelow(100_000))
-    tweets = [normalize(generated.payload) for generated in generate(count, seed=71)]
-    ids = {tweet.id for tweet in tweets}
+    tweets = [normalize(generated.payload) for generated in generate(count, seed=seed)]
     log = tmp_path / "ingest.log"
-    job = start_ingest(iso, log)
+    return count, count / 40, iso, tweets, {tweet.id for tweet in tweets}, log, start_ingest(iso, log)
+
+
+def test_postgres_restart_during_capture_then_down_during_a_stage(disruptive, tmp_path, figures):
+    count, rate, iso, tweets, ids, log, job = _ingesting(tmp_path, seed=71)
     try:
         restart = restart_while_producing(iso, tweets, rate, "postgres", down_seconds=10)
         assert restart.report.failed == 0, restart.report.line()
@@ -75,13 +78,7 @@ def test_postgres_restart_during_capture_then_down_during_a_stage(disruptive, tm
 def test_postgres_killed_9_during_ingest_loses_no_acknowledged_row(disruptive, tmp_path, figures):
     """SIGKILL, not a fast shutdown: nothing is flushed. With synchronous_commit on, every
     transaction the job saw committed (and whose offsets Spark then committed) survives."""
-    count = sized(short=20_000, long=100_000)
-    rate = count / 40
-    iso = Isolated.create(tmp_path, version=900_000 + secrets.randbelow(100_000))
-    tweets = [normalize(generated.payload) for generated in generate(count, seed=72)]
-    ids = {tweet.id for tweet in tweets}
-    log = tmp_path / "ingest.log"
-    job = start_ingest(iso, log)
+    count, rate, iso, tweets, ids, log, job = _ingesting(tmp_path, seed=72)
     try:
         restart = restart_while_producing(iso, tweets, rate, "postgres", down_seconds=3, kill_9=True)
         assert restart.report.failed == 0, restart.report.line()

@@ -7,20 +7,12 @@ import json
 
 import pytest
 import yaml
+from test_settings import GOOD
 
 from ai_tweets.dashboard import BUNDLE_DIR, DATABASE_FILE, DashboardError, bundle_files
 from ai_tweets.settings import load_settings
 
-ENV = {
-    "STREAMINGDB_URL": "postgresql://streaming@db.example:6543/streamingdb",
-    "STREAMINGDB_PASSWORD": "s3cret",
-    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:59092",
-    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
-    "MODEL_SERVING_URL": "http://127.0.0.1:5001",
-    "LABEL_STUDIO_URL": "http://127.0.0.1:8081",
-    "AIRFLOW_URL": "http://127.0.0.1:8080",
-    "MODEL_NAME": "tweets.model-2",
-}
+ENV = {**GOOD, "STREAMINGDB_URL": "postgresql://streaming@db.example:6543/streamingdb", "MODEL_NAME": "tweets.model-2"}
 
 
 @pytest.fixture(scope="module")
