@@ -1,0 +1,70 @@
+"""The pipeline package's layers (include/ai_tweets/README.md): a module imports only from its
+own layer's allowed neighbours and the layers below, never from a layer above."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).parents[2] / "include" / "ai_tweets"
+
+# Lowest first. Keep in step with include/ai_tweets/README.md.
+LAYERS: dict[str, set[str]] = {
+    "foundation": {"__init__", "errors", "retrying", "settings", "tables", "schema", "urls", "vocabulary",
+                   "generator", "assets"},
+    "services": {"storage", "kafka", "x_api", "airflow_api", "serving", "spark"},
+    "blocks": {"stream", "health", "sources", "dataset", "labeling", "model"},
+    "stages": {"capture", "ingest", "prepare", "annotation", "train", "classify", "retweet", "retention",
+               "dashboard"},
+    "orchestration": {"jobs", "demo", "quality", "dag_support", "cli"},
+}
+# Stages talk through tables and Assets, not each other's code; the one part a stage owns:
+STAGE_PARTS = {("classify", "retweet")}
+
+
+def _imports(module: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "ai_tweets":
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ai_tweets."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("ai_tweets."))
+    return found - {module.stem}
+
+
+def _layer(module: str) -> int:
+    for rank, members in enumerate(LAYERS.values()):
+        if module in members:
+            return rank
+    raise AssertionError(f"ai_tweets/{module}.py is in no layer: add it to LAYERS and the package README")
+
+
+def test_every_module_has_a_layer():
+    for module in PACKAGE.glob("*.py"):
+        _layer(module.stem)
+
+
+def test_imports_never_go_up_and_stages_do_not_import_each_other():
+    broken = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        own = _layer(path.stem)
+        for imported in sorted(_imports(path)):
+            other = _layer(imported)
+            sideways_stage = other == own == _layer("classify") and (path.stem, imported) not in STAGE_PARTS
+            if other > own or sideways_stage:
+                broken.append(f"{path.stem} ({list(LAYERS)[own]}) imports {imported} ({list(LAYERS)[other]})")
+    assert broken == [], "imports against the layering rule:\n" + "\n".join(broken)
+
+
+def test_the_rule_catches_an_upward_import(tmp_path):
+    module = tmp_path / "storage.py"
+    module.write_text("from ai_tweets.classify import ensure_tables\n")
+    assert _layer("classify") > _layer(module.stem) and "classify" in _imports(module)
+
+
+def test_the_package_readme_names_every_module():
+    readme = (PACKAGE / "README.md").read_text()
+    missing = [m.stem for m in PACKAGE.glob("*.py") if m.stem != "__init__" and f"`{m.stem}`" not in readme]
+    assert missing == [], f"modules the package README does not describe: {missing}"
