@@ -1,6 +1,6 @@
 """Raw capture throughput, Kafka → Spark ingest → Postgres, on the local stack.
 
-    make up && .local/activate && python benchmarks/capture_throughput.py [--tweets 200000]
+    make up && source .local/activate && python benchmarks/capture_throughput.py [--tweets 200000]
 
 Produces N generated tweets into a fresh topic (timed separately), then runs the ingest
 job in available-now mode over them and prints tweets/s for the Kafka → Postgres part.
@@ -17,13 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "include"))
+from ai_tweets.capture import produce_tweets
+from ai_tweets.settings import environment, load_settings
+from ai_tweets.storage import connect, count_rows
+from ai_tweets.tables import identifier, raw_table_name
 
-from ai_tweets.capture import produce_tweets  # noqa: E402
-from ai_tweets.settings import environment, load_settings  # noqa: E402
-from ai_tweets.storage import connect, count_rows  # noqa: E402
-from ai_tweets.tables import identifier, raw_table_name  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:

@@ -1,7 +1,8 @@
 """End-to-end classify throughput and latency, Kafka → Spark → model serving → Postgres,
 against the one-request-per-row call pattern, in the same run, on the local stack.
 
-    make up && python benchmarks/classify_stream.py [--tweets 100000] [--rate 1000] [--seconds 60]
+    make up && source .local/activate
+    python benchmarks/classify_stream.py [--tweets 100000] [--rate 1000] [--seconds 60]
 
 1. throughput: N generated tweets already in a fresh topic, classified in available-now
    mode (batched calls); tweets/s over the streaming part (first batch start → last end).
@@ -26,14 +27,13 @@ import time
 import uuid
 from pathlib import Path
 
+from ai_tweets_devkit.models import ModelServer, free_port, register_model
+
+from ai_tweets.capture import produce_tweets
+from ai_tweets.settings import environment, load_settings
+from ai_tweets.storage import connect
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "include"), str(ROOT / "tests" / "integration")]
-
-from model_helpers import ModelServer, free_port, register_model  # noqa: E402
-
-from ai_tweets.capture import produce_tweets  # noqa: E402
-from ai_tweets.settings import environment, load_settings  # noqa: E402
-from ai_tweets.storage import connect  # noqa: E402
 
 
 def _env(base: dict, topic: str) -> dict:
@@ -80,7 +80,7 @@ def serving_throughput(url: str, batches: int = 20, size: int = 1_000) -> float:
     """Texts per second through /invocations with batches of `size` texts."""
     import urllib.request
 
-    from model_helpers import generated_texts
+    from ai_tweets_devkit.models import generated_texts
 
     texts = generated_texts(size, seed=74)[0]
     payload = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()

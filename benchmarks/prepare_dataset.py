@@ -1,6 +1,6 @@
 """Prepare-stage timing on the local stack: dedup + split + weak labels for N tweets.
 
-    make up && python benchmarks/prepare_dataset.py [--tweets 50000]
+    make up && source .local/activate && python benchmarks/prepare_dataset.py [--tweets 50000]
 
 Captures N generated tweets into a raw table of its own (a random dataset version), then
 times each step of `ai_tweets.prepare` and prints them, with the LabelModel fit time and the
@@ -19,15 +19,14 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "include"))
+from ai_tweets.capture import produce_tweets
+from ai_tweets.generator import ground_truth
+from ai_tweets.prepare import dedup, split, weak_label
+from ai_tweets.settings import environment, load_settings
+from ai_tweets.storage import connect
+from ai_tweets.tables import split_table_name
 
-from ai_tweets.capture import produce_tweets  # noqa: E402
-from ai_tweets.generator import ground_truth  # noqa: E402
-from ai_tweets.prepare import dedup, split, weak_label  # noqa: E402
-from ai_tweets.settings import environment, load_settings  # noqa: E402
-from ai_tweets.storage import connect  # noqa: E402
-from ai_tweets.tables import split_table_name  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:

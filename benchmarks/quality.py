@@ -9,6 +9,7 @@ annotator, once with uncertainty sampling and once with random sampling (the con
 curve, writes the curve as a PNG (logged to MLflow, experiment `ai-tweets-quality`, and shown
 on the dashboard from the `learning_curve` table) and `.local/bench/QUALITY.md`.
 
+    source .local/activate
     python benchmarks/quality.py [--rounds 8] [--per-round 50] [--strategies uncertainty random]
 """
 
@@ -22,8 +23,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from ai_tweets.quality import STRATEGIES, QualityDataMissing, development_set, report_markdown, run_quality  # noqa: E402
-from ai_tweets.settings import PROJECT_ROOT  # noqa: E402
+from ai_tweets.quality import STRATEGIES, QualityDataMissing, development_set, report_markdown, run_quality
+from ai_tweets.settings import PROJECT_ROOT
 
 
 def main() -> int:

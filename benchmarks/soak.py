@@ -2,7 +2,7 @@
 kill -9 of the classifier, on the local stack; rows, latency and memory at start and end.
 
     make soak                      # make up && python benchmarks/soak.py --minutes 30 --rate 1000
-    python benchmarks/soak.py --minutes 5 --rate 500    # a shorter look
+    source .local/activate && python benchmarks/soak.py --minutes 5 --rate 500    # a shorter look
 
 What runs, on a topic, tables, model and serving port of its own:
 - a producer of generated tweets at `--rate` tweets/s;
@@ -33,16 +33,15 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
+from ai_tweets_devkit.models import ModelServer, free_port, register_model
+
+from ai_tweets.capture import produce_tweets
+from ai_tweets.settings import environment, load_settings
+from ai_tweets.storage import connect
+from ai_tweets.tables import identifier
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "include"), str(ROOT / "tests" / "integration")]
-
-import psutil  # noqa: E402
-from model_helpers import ModelServer, free_port, register_model  # noqa: E402
-
-from ai_tweets.capture import produce_tweets  # noqa: E402
-from ai_tweets.settings import environment, load_settings  # noqa: E402
-from ai_tweets.storage import connect  # noqa: E402
-from ai_tweets.tables import identifier  # noqa: E402
 
 GROWTH_MB, GROWTH_RATIO = 150, 1.5
 STACK_SERVICES = ("postgres", "kafka", "mlflow", "airflow-scheduler", "airflow-apiserver")

@@ -1,6 +1,6 @@
 """Training time and scoring throughput of the classifier on generated tweets.
 
-    .local/activate && python benchmarks/train_and_serve.py [--tweets 50000] [--tracking-uri URL]
+    source .local/activate && python benchmarks/train_and_serve.py [--tweets 50000] [--tracking-uri URL]
 
 Generates N tweets (80% train, 10% dev, 10% test; targets 0.9/0.1 from the generator's
 ground truth, as weak labels would be), trains with the defaults the pipeline uses, and
@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "include"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
 from ai_tweets import model as classifier  # noqa: E402
 from ai_tweets.generator import generate  # noqa: E402

@@ -1,5 +1,6 @@
 """Weak-label quality and speed: the LFs and the LabelModel against the generator's ground truth.
 
+    source .local/activate
     python benchmarks/weak_labels_quality.py [--train 10000] [--test 5000] [--speed 50000] [--lf-summary]
 
 Fits the LabelModel on generated tweets (seed 1), scores other generated tweets (seed 2) and
@@ -13,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "include"))
+from ai_tweets import labeling
+from ai_tweets.generator import generate
+from ai_tweets.schema import normalize
+from ai_tweets.tables import ABSTAIN, AI
 
-from ai_tweets import labeling  # noqa: E402
-from ai_tweets.generator import generate  # noqa: E402
-from ai_tweets.schema import normalize  # noqa: E402
-from ai_tweets.tables import ABSTAIN, AI  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 REAL_TEXTS = ROOT.parent / "shared" / "data" / "tweets_2020_text.jsonl"
 

@@ -5,16 +5,12 @@ session if this session started it."""
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent / "integration"))
-
-from stack_control import ROOT, stack, stack_is_up  # noqa: E402
+from stack_control import ROOT, stack, stack_is_up
 
 
 def _hold_for_tests() -> None:

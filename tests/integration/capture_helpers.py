@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ai_tweets_devkit.env import python_env  # noqa: F401 (the tests import it from here too)
 from psycopg import sql
 
 from ai_tweets.settings import Settings, environment, load_settings
@@ -19,12 +19,6 @@ from ai_tweets.storage import connect
 from ai_tweets.tables import identifier
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def python_env(**extra: str) -> dict[str, str]:
-    """The environment for a child Python process that imports this checkout's package."""
-    path = os.pathsep.join(p for p in (str(ROOT / "include"), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 @dataclass

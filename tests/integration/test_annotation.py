@@ -220,7 +220,7 @@ def test_a_crash_between_import_and_db_write_does_not_duplicate(env, monkeypatch
 
 
 def test_model_strategy_ranks_by_the_models_own_threshold_with_a_share_from_test(env):
-    from model_helpers import register_model
+    from ai_tweets_devkit.models import register_model
 
     from ai_tweets.model import load_classifier, predict_texts
 

@@ -13,12 +13,12 @@ import time
 import uuid
 
 import pytest
+from ai_tweets_devkit.models import ModelServer, free_port, register_model
 from capture_helpers import ROOT, Isolated, arrow_batch, python_env
 from hostile import MESSAGES
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from model_helpers import ModelServer, free_port, register_model
 
 from ai_tweets.capture import produce_tweets
 from ai_tweets.generator import generate
@@ -238,8 +238,8 @@ def test_x_errors_never_fail_a_batch_and_each_process_asks_x_once(served, tmp_pa
 
 
 def test_a_champion_that_fails_its_smoke_test_keeps_the_previous_one_serving(served, tmp_path):
+    from ai_tweets_devkit.models import register_broken_model
     from mlflow import MlflowClient
-    from model_helpers import register_broken_model
 
     from ai_tweets.health import ServiceDown, check_champion
 

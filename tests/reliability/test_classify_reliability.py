@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from ai_tweets_devkit.models import ModelServer, free_port, register_model
 from capture_helpers import ROOT, Isolated, python_env
-from model_helpers import ModelServer, free_port, register_model
 from reliability_helpers import SCALE, sized, wait_until
 
 from ai_tweets.capture import produce_tweets

@@ -1,4 +1,4 @@
-"""Helpers for tests that need a registered model and a model server of their own."""
+"""A registered model and a model server of their own, for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from capture_helpers import python_env
-
 from ai_tweets.generator import generate
 from ai_tweets.schema import normalize
 from ai_tweets.settings import Settings
+from ai_tweets_devkit.env import python_env
 
 
 def generated_texts(count: int, seed: int) -> tuple[list[str], list[int]]:
