@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ai_tweets import labeling
+from ai_tweets import label_model, labeling
 from ai_tweets.generator import generate
 from ai_tweets.schema import normalize
 from ai_tweets.tables import ABSTAIN, AI
@@ -66,12 +66,12 @@ def main() -> int:
     train, _ = generated(args.train, seed=1)
     test, truth = generated(args.test, seed=2)
     L_train, L_test = labeling.apply_lfs(train), labeling.apply_lfs(test)
-    model, wall, cpu = timed(lambda: labeling.fit_label_model(L_train, seed=0, epochs=args.epochs))
-    prior = labeling.majority_class_balance(L_train)[AI]
+    model, wall, cpu = timed(lambda: label_model.fit_label_model(L_train, seed=0, epochs=args.epochs))
+    prior = label_model.majority_class_balance(L_train)[AI]
     print(f"LabelModel fit on {len(L_train):,} rows, {args.epochs} epochs: {cpu:.1f} s CPU ({wall:.1f} s wall); "
           f"class prior P(AI) {prior:.3f}")
 
-    labels, _ = labeling.weak_labels(model, L_test)
+    labels, _ = label_model.weak_labels(model, L_test)
     covered = labels != ABSTAIN
     print(f"generated test set: {truth.mean():.1%} AI, weak labels cover {covered.mean():.1%} "
           f"({int((~covered).sum())} abstain, {truth[~covered].mean() if (~covered).any() else 0:.1%} of them AI)")
@@ -84,7 +84,7 @@ def main() -> int:
     if REAL_TEXTS.exists():
         texts = [json.loads(line)["text"] for line in REAL_TEXTS.read_text(encoding="utf-8").splitlines()]
         L_real = labeling.apply_lfs(labeling.frame_from_texts(texts))
-        real_labels, _ = labeling.weak_labels(labeling.fit_label_model(L_real, seed=0), L_real)
+        real_labels, _ = label_model.weak_labels(label_model.fit_label_model(L_real, seed=0), L_real)
         for name, part in (("unfiltered (first 10,000)", slice(0, 10_000)),
                            ("keyword-captured (rest)", slice(10_000, None))):
             part_labels = real_labels[part]

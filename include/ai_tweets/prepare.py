@@ -79,7 +79,7 @@ def weak_label(dataset_version: int | str | None = None, seed: int = 0, epochs: 
     the LF summary (table + MLflow), the fitted model (MLflow) and Parquet copies."""
     import pandas as pd
 
-    from ai_tweets import labeling
+    from ai_tweets import label_model, labeling
 
     settings = settings or _settings(None, dataset_version)
     began = time.monotonic()
@@ -87,13 +87,13 @@ def weak_label(dataset_version: int | str | None = None, seed: int = 0, epochs: 
         frames = {name: load_split_frame(conn, settings, name) for name in SPLITS}
     matrices = {name: labeling.apply_lfs(frame) for name, frame in frames.items()}
     fit_began = time.monotonic()
-    model = labeling.fit_label_model(matrices["snorkel_train"], seed=int(seed), epochs=int(epochs))
+    model = label_model.fit_label_model(matrices["snorkel_train"], seed=int(seed), epochs=int(epochs))
     fit_seconds = time.monotonic() - fit_began
 
     report: dict = {"dataset_version": settings.dataset_version, "splits": {}}
     with connect(settings) as conn:
         for name, frame in frames.items():
-            labels, probs = labeling.weak_labels(model, matrices[name])
+            labels, probs = label_model.weak_labels(model, matrices[name])
             rows = zip(frame["tweet_id"].tolist(), labels.tolist(), probs.tolist(), strict=True)
             update_columns(conn, split_table_name(name, settings), "tweet_id", ("weak_label", "weak_prob"),
                            rows)
@@ -208,7 +208,7 @@ def _write_parquet(frames: dict[str, pd.DataFrame], settings: Settings) -> Path:
 def _track(settings: Settings, model, summary: pd.DataFrame, report: dict, seed: int) -> str:
     import mlflow
 
-    from ai_tweets import labeling
+    from ai_tweets import label_model
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(WEAK_LABEL_EXPERIMENT)
@@ -222,7 +222,7 @@ def _track(settings: Settings, model, summary: pd.DataFrame, report: dict, seed:
         mlflow.log_text(summary.to_csv(index=False), "lf_summary.csv")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "label_model.pkl"
-            path.write_bytes(labeling.dump_label_model(model))
+            path.write_bytes(label_model.dump_label_model(model))
             mlflow.log_artifact(str(path), artifact_path="label_model")
         return run.info.run_id
 
@@ -249,23 +249,23 @@ def load_label_model(settings: Settings, run_id: str):
     """The label model that the weak-labeling MLflow run `run_id` fitted."""
     import mlflow
 
-    from ai_tweets import labeling
+    from ai_tweets import label_model
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=LABEL_MODEL_ARTIFACT)
-    return labeling.load_label_model(Path(local).read_bytes())
+    return label_model.load_label_model(Path(local).read_bytes())
 
 
 def score_file(input_path: Path, output_path: Path, settings: Settings | None = None) -> int:
     """`ai-tweets weak-label`: JSONL of {"text": ...} → CSV text,weak_label,weak_prob."""
     import pandas as pd
 
-    from ai_tweets import labeling
+    from ai_tweets import label_model, labeling
 
     settings = settings or load_settings()
     texts = read_texts(input_path)
     model, run_id = load_recorded_label_model(settings)
-    labels, probs = labeling.weak_labels(model, labeling.apply_lfs(labeling.frame_from_texts(texts)))
+    labels, probs = label_model.weak_labels(model, labeling.apply_lfs(labeling.frame_from_texts(texts)))
     out = pd.DataFrame({"text": texts, "weak_label": labels, "weak_prob": probs})
     buffer = io.StringIO()
     out.to_csv(buffer, index=False)

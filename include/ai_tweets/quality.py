@@ -333,11 +333,11 @@ def _env(settings: Settings) -> dict[str, str]:
 def weak_label_predictions(settings: Settings, run_id: str, texts: Sequence[str]) -> np.ndarray:
     """The weak labels the version's LabelModel (MLflow run `run_id`) gives `texts`: AI = 1,
     anything else (not AI, every labeling function abstaining) = 0."""
-    from ai_tweets import labeling
+    from ai_tweets import label_model, labeling
     from ai_tweets.prepare import load_label_model
 
     model = load_label_model(settings, run_id)
-    labels, _ = labeling.weak_labels(model, labeling.apply_lfs(labeling.frame_from_texts(list(texts))))
+    labels, _ = label_model.weak_labels(model, labeling.apply_lfs(labeling.frame_from_texts(list(texts))))
     return (labels == AI).astype(int)
 
 

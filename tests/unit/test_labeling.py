@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import f1_score, precision_score
 from snorkel.labeling import PandasLFApplier
 
-from ai_tweets import labeling
+from ai_tweets import label_model, labeling
 from ai_tweets.generator import generate
 from ai_tweets.schema import normalize
 from ai_tweets.tables import ABSTAIN, AI, NOT_AI
@@ -44,7 +44,7 @@ def fitted() -> dict[str, Any]:
     train, _ = generated(6_000, seed=1)
     test, truth = generated(3_000, seed=2)
     L_train, L_test = labeling.apply_lfs(train), labeling.apply_lfs(test)
-    return {"model": labeling.fit_label_model(L_train, seed=0), "L_train": L_train, "L_test": L_test,
+    return {"model": label_model.fit_label_model(L_train, seed=0), "L_train": L_train, "L_test": L_test,
             "truth": truth, "test": test}
 
 
@@ -147,7 +147,7 @@ def test_apply_lfs_on_an_empty_frame():
 
 
 def test_weak_labels_reach_f1_on_generated_tweets(fitted):
-    labels, probs = labeling.weak_labels(fitted["model"], fitted["L_test"])
+    labels, probs = label_model.weak_labels(fitted["model"], fitted["L_test"])
     predicted = (labels == AI).astype(int)  # abstain counts as NOT_AI
     assert f1_score(fitted["truth"], predicted) >= 0.85
     assert precision_score(fitted["truth"], predicted) >= 0.9
@@ -156,35 +156,35 @@ def test_weak_labels_reach_f1_on_generated_tweets(fitted):
 
 
 def test_weak_labels_of_the_confusers_are_not_ai(fitted):
-    labels, _ = labeling.weak_labels(fitted["model"], labeling.apply_lfs(labeling.frame_from_texts(CONFUSERS)))
+    labels, _ = label_model.weak_labels(fitted["model"], labeling.apply_lfs(labeling.frame_from_texts(CONFUSERS)))
     assert (labels != AI).all()
 
 
 def test_all_abstain_rows_get_abstain_and_the_class_prior(fitted):
     L = np.vstack([np.full(len(labeling.LFS), ABSTAIN), fitted["L_test"][:5]])
-    labels, probs = labeling.weak_labels(fitted["model"], L)
+    labels, probs = label_model.weak_labels(fitted["model"], L)
     assert labels[0] == ABSTAIN and (labels[1:] != ABSTAIN).all()
-    prior = labeling.majority_class_balance(fitted["L_train"])[AI]
+    prior = label_model.majority_class_balance(fitted["L_train"])[AI]
     assert probs[0] == pytest.approx(prior, abs=1e-6)
 
 
 def test_fitting_is_seeded(fitted):
-    again = labeling.fit_label_model(fitted["L_train"], seed=0)
+    again = label_model.fit_label_model(fitted["L_train"], seed=0)
     np.testing.assert_allclose(again.predict_proba(fitted["L_test"]),
                                fitted["model"].predict_proba(fitted["L_test"]), atol=1e-6)
 
 
 def test_fitting_an_empty_matrix_says_what_to_do():
     with pytest.raises(ValueError, match="empty label matrix"):
-        labeling.fit_label_model(np.empty((0, len(labeling.LFS)), dtype=int))
+        label_model.fit_label_model(np.empty((0, len(labeling.LFS)), dtype=int))
 
 
 def test_dump_and_load_round_trip(fitted):
-    data = labeling.dump_label_model(fitted["model"])
+    data = label_model.dump_label_model(fitted["model"])
     assert isinstance(data, bytes) and data
-    loaded = labeling.load_label_model(data)
-    for got, expected in zip(labeling.weak_labels(loaded, fitted["L_test"]),
-                             labeling.weak_labels(fitted["model"], fitted["L_test"]), strict=True):
+    loaded = label_model.load_label_model(data)
+    for got, expected in zip(label_model.weak_labels(loaded, fitted["L_test"]),
+                             label_model.weak_labels(fitted["model"], fitted["L_test"]), strict=True):
         np.testing.assert_array_equal(got, expected)
 
 
@@ -239,7 +239,7 @@ def test_frame_from_texts_reads_entities_from_the_text():
 def test_real_stream_sample_ai_shares():
     texts = [json.loads(line)["text"] for line in REAL_TEXTS.read_text(encoding="utf-8").splitlines()]
     L = labeling.apply_lfs(labeling.frame_from_texts(texts))
-    labels, _ = labeling.weak_labels(labeling.fit_label_model(L, seed=0), L)
+    labels, _ = label_model.weak_labels(label_model.fit_label_model(L, seed=0), L)
     unfiltered, keyword_captured = labels[:10_000], labels[10_000:]
     assert (unfiltered == AI).mean() < 0.005  # an unfiltered stream: almost no AI
     assert 0.2 < (keyword_captured == AI).mean() < 0.45  # captured with AI/data keywords: about a third

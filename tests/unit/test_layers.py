@@ -13,7 +13,7 @@ LAYERS: dict[str, set[str]] = {
     "foundation": {"__init__", "errors", "retrying", "settings", "tables", "schema", "urls", "vocabulary",
                    "generator", "assets"},
     "services": {"storage", "kafka", "x_api", "airflow_api", "serving", "spark"},
-    "blocks": {"stream", "health", "sources", "dataset", "labeling", "model"},
+    "blocks": {"stream", "health", "sources", "dataset", "labeling", "label_model", "model"},
     "stages": {"capture", "ingest", "prepare", "annotation", "train", "classify", "retweet", "retention",
                "dashboard"},
     "orchestration": {"jobs", "demo", "quality", "dag_support", "cli"},
