@@ -11,7 +11,6 @@ prepare stage. Trigger it from the UI form to choose the source, size and versio
 Logic: `ai_tweets.capture` and `spark_jobs/ingest.py`.
 """
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,10 +20,11 @@ from airflow.sdk import Param, dag, task
 from ai_tweets.assets import RAW_TWEETS
 from ai_tweets.capture import produce_requested, raw_table_report
 from ai_tweets.dag_support import dataset_params, pipeline_dag, stage_task
+from ai_tweets.settings import spark_jars_dir
 
 INGEST_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "ingest.py")
 # The Kafka connector and JDBC jars (local stack); the Docker image has them in Spark already.
-SPARK_JARS = f"{os.environ['SPARK_JARS_DIR']}/*.jar" if os.environ.get("SPARK_JARS_DIR") else None
+SPARK_JARS = f"{jars}/*.jar" if (jars := spark_jars_dir()) else None
 
 
 @dag(

@@ -31,7 +31,7 @@ from ai_tweets.retrying import STREAM_WAIT_SECONDS, Backoff, retry_call
 from ai_tweets.retweet import Candidate, Retweeter, RetweetPolicy, RetweetResult
 from ai_tweets.schema import Tweet
 from ai_tweets.serving import BadAnswer, Score, invoke
-from ai_tweets.settings import Settings, environment
+from ai_tweets.settings import Settings
 from ai_tweets.storage import connect, copy_upsert, in_transaction
 from ai_tweets.stream import BatchStats, Message, Prepared, StreamJob, StreamOptions, Written, start_stream
 from ai_tweets.tables import (
@@ -183,7 +183,7 @@ _RETWEETERS: dict[tuple[Settings, RetweetPolicy], Retweeter] = {}
 
 
 def process_retweeter(settings: Settings) -> Retweeter:
-    policy = RetweetPolicy.from_env(environment())
+    policy = RetweetPolicy.from_settings(settings.retweet)
     key = (settings, policy)
     if key not in _RETWEETERS:
         _RETWEETERS[key] = Retweeter(settings, policy)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -75,13 +76,18 @@ def _add_stream_arguments(parser: argparse.ArgumentParser, trigger_seconds: floa
                              "lost offsets (default), or record them in stream_gaps and go on")
 
 
+def _under_spark_submit() -> bool:
+    """spark-submit starts the JVM and hands it to Python through the gateway variables."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def _ingest_command(args: argparse.Namespace) -> int:
     from ai_tweets.ingest import start_ingest
     from ai_tweets.spark import run_until_stopped, spark_session
 
     settings = _versioned_settings(args)
     options = _stream_options(args)
-    spark = spark_session("ai-tweets-ingest")
+    spark = spark_session("ai-tweets-ingest", settings, submitted=_under_spark_submit())
     run_until_stopped(spark, start_ingest(spark, settings, options))
     return 0
 
@@ -99,7 +105,9 @@ def _demo_command(args: argparse.Namespace) -> int:
     from ai_tweets.demo import run_demo
 
     try:
-        run_demo(args.source, str(args.file) if args.file else None, args.count)
+        started = os.environ.get("AI_TWEETS_MAKE_STARTED", "").strip()  # set by `make demo`
+        run_demo(args.source, str(args.file) if args.file else None, args.count,
+                 make_started=float(started) if started.isdigit() else None)
     except AirflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
@@ -143,8 +151,9 @@ def _classify_command(args: argparse.Namespace) -> int:
     options = ClassifyOptions(
         stream=_stream_options(args), request_batch_size=args.batch_size, concurrency=args.concurrency,
         timeout_seconds=args.timeout, max_wait_seconds=args.max_wait, retweet=args.retweet)
-    spark = spark_session("ai-tweets-classify")
-    run_until_stopped(spark, start_classify(spark, load_settings(), options))
+    settings = load_settings()
+    spark = spark_session("ai-tweets-classify", settings, submitted=_under_spark_submit())
+    run_until_stopped(spark, start_classify(spark, settings, options))
     return 0
 
 

@@ -32,7 +32,6 @@ from ai_tweets.settings import (
     STREAMINGDB_READER,
     Settings,
     SettingsError,
-    environment,
     load_settings,
 )
 from ai_tweets.storage import connect, ensure_tables
@@ -149,7 +148,7 @@ class Superset:
 
 
 def login(settings: Settings, username: str = "admin", password: str | None = None) -> Superset:
-    password = password or environment().get("SUPERSET_ADMIN_PASSWORD", "")
+    password = password or settings.superset_admin_password
     if not password:
         raise DashboardError("SUPERSET_ADMIN_PASSWORD is not set: set it in .env (see .env.example).")
     return Superset(settings.superset_url, username, password)

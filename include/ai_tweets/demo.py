@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import os
 import shutil
 import sys
 import time
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ai_tweets.airflow_api import AirflowClient
-from ai_tweets.settings import PROJECT_ROOT, SettingsError, environment, load_settings, shown_secret
+from ai_tweets.settings import PROJECT_ROOT, SettingsError, load_settings, shown_secret
 from ai_tweets.storage import connect
 
 PIPELINE_DAGS = ("capture_tweets", "prepare_dataset", "annotate", "train_model", "classify_stream")
@@ -61,13 +60,13 @@ def _into_replay_folder(file: Path, settings) -> str:
 
 
 def run_demo(source: str = "generate", file: str | None = None, count: int = 20_000,
-             live_rate: float = 50.0, live_wait: float = 180.0) -> dict:
+             live_rate: float = 50.0, live_wait: float = 180.0, make_started: float | None = None) -> dict:
+    """`make demo`'s flow; `make_started` (epoch seconds) is when `make` began, for the times."""
     settings = load_settings()
-    env = environment()
     if source == "replay" and not (file and Path(file).is_file()):
         raise SettingsError(f"SOURCE=replay needs FILE=path/to/tweets.jsonl (got {file!r})")
     replay_name = _into_replay_folder(Path(file), settings) if source == "replay" and file else ""
-    client = AirflowClient(settings.airflow_url, "admin", env.get("AIRFLOW_ADMIN_PASSWORD", ""))
+    client = AirflowClient(settings.airflow_url, "admin", settings.airflow_admin_password or "")
     print("waiting for Airflow to list the pipeline's DAGs …", flush=True)
     client.wait_for_dags(set(PIPELINE_DAGS))
     for dag_id in PIPELINE_DAGS:
@@ -116,7 +115,7 @@ def run_demo(source: str = "generate", file: str | None = None, count: int = 20_
     summary = _summary(settings, version)
     summary.update({"live_ai_tweets": live, "producer": producer, "seconds": round(time.monotonic() - began),
                     "tweets_are": TWEETS_ARE[source] + (f" ({Path(file).name})" if file else "")})
-    _print_summary(settings, summary)
+    _print_summary(settings, summary, make_started)
     return summary
 
 
@@ -182,7 +181,7 @@ def _champion_metrics(settings) -> dict:
             **{key: round(metrics[key], 3) for key in ("f1", "precision", "recall", "roc_auc") if key in metrics}}
 
 
-def _print_times(demo_seconds: int) -> None:
+def _print_times(demo_seconds: int, make_started: float | None) -> None:
     """How long this checkout took to install and start (recorded by the stack in
     .local/timings.json), and since `make demo` began: from nothing to a filled dashboard."""
     try:
@@ -197,12 +196,12 @@ def _print_times(demo_seconds: int) -> None:
     if up := timings.get("up"):
         print(f"  stack start ({up['at']}): {up['seconds']:.0f} s")
     print(f"  demo (capture → prepare → annotate → train → live classification): {demo_seconds} s")
-    if started := os.environ.get("AI_TWEETS_MAKE_STARTED", "").strip():
-        elapsed = round(time.time() - int(started))
+    if make_started:
+        elapsed = round(time.time() - make_started)
         print(f"  since `make` began: {elapsed // 60} min {elapsed % 60:02d} s")
 
 
-def _print_summary(settings, summary: dict) -> None:
+def _print_summary(settings, summary: dict, make_started: float | None) -> None:
     print("\nSummary")
     for table, rows in summary["tables"].items():
         print(f"  {table:<38}{'-' if rows is None else f'{rows:,}':>10}")
@@ -218,14 +217,14 @@ def _print_summary(settings, summary: dict) -> None:
     print(f"  retweet decisions (dry run): {summary['retweets'] or 'none yet'}")
     if summary["top_domains"]:
         print("  top linked domains: " + ", ".join(f"{d} ({n})" for d, n in summary["top_domains"]))
-    _print_times(summary["seconds"])
-    env = environment()
+    _print_times(summary["seconds"], make_started)
     print("\nUIs (logins from .env; passwords shown on a terminal only, never in a log)")
     print(f"  Superset      {settings.superset_url}/superset/dashboard/ai-tweets/  "
-          f"(admin / {shown_secret(env, 'SUPERSET_ADMIN_PASSWORD')})")
-    print(f"  Airflow       {settings.airflow_url}  (admin / {shown_secret(env, 'AIRFLOW_ADMIN_PASSWORD')})")
-    print(f"  Label Studio  {settings.label_studio_url}  "
-          f"({env.get('LABEL_STUDIO_USERNAME', '')} / {shown_secret(env, 'LABEL_STUDIO_PASSWORD')})")
+          f"(admin / {shown_secret(settings.superset_admin_password, 'SUPERSET_ADMIN_PASSWORD')})")
+    print(f"  Airflow       {settings.airflow_url}  "
+          f"(admin / {shown_secret(settings.airflow_admin_password, 'AIRFLOW_ADMIN_PASSWORD')})")
+    print(f"  Label Studio  {settings.label_studio_url}  ({settings.label_studio_username or ''} / "
+          f"{shown_secret(settings.label_studio_password, 'LABEL_STUDIO_PASSWORD')})")
     print(f"  MLflow        {settings.mlflow_tracking_uri}  (no login)")
     print(f"  Model serving {settings.model_serving_url}/invocations  (no login)")
     print(f"\nThe stack and the live stream keep running (`make status`); the producer's log is "

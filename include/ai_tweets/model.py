@@ -381,7 +381,9 @@ class AITweetClassifier(mlflow.pyfunc.PythonModel):
                                LABEL_COLUMN: (probabilities >= self.threshold).astype(np.int64)})
         # `ai-tweets serve` tells the server which registered version it serves, so that
         # every prediction says which version made it (see ai_tweets.serving).
-        version = os.environ.get("AI_TWEETS_MODEL_VERSION")
+        from ai_tweets.settings import served_model_version
+
+        version = served_model_version()
         if version:
             output["model_version"] = version
         return output

@@ -324,10 +324,10 @@ def capture_and_prepare(loop: Loop, data: LoopData, progress: Callable[[str], No
 
 def _env(settings: Settings) -> dict[str, str]:
     """The process environment with this loop's per-run values, for the ingest job it starts."""
-    import os
+    from ai_tweets.settings import process_environment
 
-    return {**os.environ, "TWEETS_TOPIC": settings.tweets_topic, "RAW_TABLE_PREFIX": settings.raw_table_prefix,
-            "DATASET_VERSION": str(settings.dataset_version), "MODEL_NAME": settings.model_name}
+    return process_environment(TWEETS_TOPIC=settings.tweets_topic, RAW_TABLE_PREFIX=settings.raw_table_prefix,
+                               DATASET_VERSION=str(settings.dataset_version), MODEL_NAME=settings.model_name)
 
 
 def weak_label_predictions(settings: Settings, run_id: str, texts: Sequence[str]) -> np.ndarray:

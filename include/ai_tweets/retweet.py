@@ -70,7 +70,15 @@ from psycopg import sql
 
 from ai_tweets import x_api
 from ai_tweets.schema import Tweet
-from ai_tweets.settings import Settings, SettingsError, environment
+from ai_tweets.settings import (
+    DEFAULT_RETWEETS_PER_15_MIN,
+    DEFAULT_RETWEETS_PER_DAY,
+    X_USER_CREDENTIALS,
+    RetweetSettings,
+    Settings,
+    SettingsError,
+    retweet_settings,
+)
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import RETWEETS_TABLE, identifier
 from ai_tweets.urls import UrlRecord, domain_of, extract_urls
@@ -78,14 +86,10 @@ from ai_tweets.urls import UrlRecord, domain_of, extract_urls
 log = logging.getLogger(__name__)
 
 X_RETWEETS_PER_15_MIN = 50  # X's limit on POST /2/users/:id/retweets, per user
-DEFAULT_RETWEETS_PER_15_MIN = 40  # a margin below it for retweets made by hand on the same account
 X_POSTS_PER_DAY = 2400  # X's daily cap on posts (retweets included) per account
-DEFAULT_RETWEETS_PER_DAY = 100
 X_PAUSE_WITHOUT_RESET = 15 * 60.0  # a 429 without x-rate-limit-reset: wait a whole window
 X_REQUEST_TIMEOUT = (10.0, 30.0)  # connect, read: a stalled POST must not hold the stream
 _WINDOW_LOCK = "ai_tweets.retweets"  # advisory lock serializing budget checks across workers
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 _PLACEHOLDER = "change-me"
 
 Action = Literal["pending", "retweeted", "would_retweet", "skipped", "failed", "already_decided"]
@@ -144,30 +148,15 @@ class RetweetPolicy:
             )
 
     @classmethod
+    def from_settings(cls, values: RetweetSettings) -> RetweetPolicy:
+        """The policy of `Settings.retweet`, checked."""
+        return cls(dry_run=values.dry_run, max_per_15min=values.max_per_15min, allow_domains=values.allow_domains,
+                   deny_domains=values.deny_domains, any_domain=values.any_domain, max_per_day=values.max_per_day)
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RetweetPolicy:
-        """X_RETWEET_DRY_RUN (default true), X_RETWEETS_PER_15_MIN (default 40),
-        X_RETWEETS_PER_DAY (default 100), X_RETWEET_ALLOW_DOMAINS and X_RETWEET_DENY_DOMAINS
-        (comma-separated, default empty), X_RETWEET_ANY_DOMAIN (default false)."""
-        def boolean(name: str, default: str) -> bool:
-            value = env.get(name, "").strip().lower() or default
-            if value not in _TRUE | _FALSE:
-                raise SettingsError(f"{name}={value!r} must be true or false.")
-            return value in _TRUE
-
-        def whole(name: str, default: int, high: int) -> int:
-            value = env.get(name, "").strip() or str(default)
-            if not value.isascii() or not value.isdigit() or len(value) > 6:
-                raise SettingsError(f"{name}={value!r} must be a whole number from 1 to {high}.")
-            return int(value)
-
-        return cls(
-            dry_run=boolean("X_RETWEET_DRY_RUN", "true"),
-            max_per_15min=whole("X_RETWEETS_PER_15_MIN", DEFAULT_RETWEETS_PER_15_MIN, X_RETWEETS_PER_15_MIN),
-            allow_domains=tuple(env.get("X_RETWEET_ALLOW_DOMAINS", "").split(",")),
-            deny_domains=tuple(env.get("X_RETWEET_DENY_DOMAINS", "").split(",")),
-            any_domain=boolean("X_RETWEET_ANY_DOMAIN", "false"),
-            max_per_day=whole("X_RETWEETS_PER_DAY", DEFAULT_RETWEETS_PER_DAY, X_POSTS_PER_DAY),
-        )
+        """The policy of these variables (see `settings.RetweetSettings`), checked."""
+        return cls.from_settings(retweet_settings(env))
 
 
 @dataclass(frozen=True)
@@ -183,7 +172,7 @@ class XCredentials:
 def credentials_from_env(env: Mapping[str, str]) -> XCredentials:
     """The account's credentials, or SettingsError naming the first missing variable."""
     values = {}
-    for variable in ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"):
+    for variable in X_USER_CREDENTIALS:
         value = env.get(variable, "").strip()
         if not value or value == _PLACEHOLDER:
             raise SettingsError(
@@ -283,7 +272,7 @@ class Retweeter:
         self.settings = settings
         self.policy = policy
         if client_factory is None and not policy.dry_run:
-            credentials = credentials_from_env(environment() if env is None else env)  # fail fast
+            credentials = credentials_from_env(settings.retweet.credentials if env is None else env)  # fail fast
             client_factory = partial(user_client, credentials, settings.x_api_base_url)
         self._client_factory = client_factory
         self._client: tweepy.Client | None = None

@@ -31,12 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ai_tweets.settings import Settings
+from ai_tweets.settings import MODEL_VERSION_ENV, Settings, process_environment
 
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
-MODEL_VERSION_ENV = "AI_TWEETS_MODEL_VERSION"
 REJECTED_TAG = "serving_rejected"
 SMOKE_TEXTS = ("New paper: a transformer model for protein folding https://arxiv.org/abs/2401.00001",
                "Great game last night, what a finish!", "", "😀 ‏עברית‏ emoji and right-to-left text")
@@ -149,9 +148,9 @@ class ServingSupervisor:
         argv = [sys.executable, "-m", "mlflow", "models", "serve",
                 "-m", f"models:/{self.settings.model_name}/{version}", "--env-manager", "local",
                 "-h", self.host, "-p", str(port), "-w", "1"]
-        env = {**os.environ, MODEL_VERSION_ENV: version,
-               "MLFLOW_TRACKING_URI": self.settings.mlflow_tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true",
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = process_environment(**{MODEL_VERSION_ENV: version}, MLFLOW_TRACKING_URI=self.settings.mlflow_tracking_uri,
+                                  MLFLOW_DISABLE_TELEMETRY="true")
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         return subprocess.Popen(argv, env=env)
 
     def _ready(self, child: subprocess.Popen, version: str, port: int) -> None:

@@ -38,6 +38,55 @@ class SettingsError(DeterministicError, ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 
+DEFAULT_RETWEETS_PER_15_MIN = 40  # a margin below X's 50, for retweets made by hand on the same account
+DEFAULT_RETWEETS_PER_DAY = 100
+X_USER_CREDENTIALS = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class RetweetSettings:
+    """The retweet policy as configured: X_RETWEET_DRY_RUN (default true), X_RETWEETS_PER_15_MIN
+    (default 40), X_RETWEETS_PER_DAY (default 100), X_RETWEET_ALLOW_DOMAINS and
+    X_RETWEET_DENY_DOMAINS (comma-separated), X_RETWEET_ANY_DOMAIN (default false), and the
+    account's OAuth 1.0a credentials (X_USER_CREDENTIALS). `retweet.RetweetPolicy` checks the
+    domains, X's limits and the live-mode rule."""
+
+    dry_run: bool = True
+    max_per_15min: int = DEFAULT_RETWEETS_PER_15_MIN
+    max_per_day: int = DEFAULT_RETWEETS_PER_DAY
+    allow_domains: tuple[str, ...] = ()
+    deny_domains: tuple[str, ...] = ()
+    any_domain: bool = False
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+
+def retweet_settings(env: Mapping[str, str]) -> RetweetSettings:
+    """Read the retweet policy's variables; SettingsError names a malformed one."""
+    def boolean(name: str, default: str) -> bool:
+        value = env.get(name, "").strip().lower() or default
+        if value not in _TRUE | _FALSE:
+            raise SettingsError(f"{name}={value!r} must be true or false.")
+        return value in _TRUE
+
+    def whole(name: str, default: int) -> int:
+        value = env.get(name, "").strip() or str(default)
+        if not value.isascii() or not value.isdigit() or len(value) > 6:
+            raise SettingsError(f"{name}={value!r} must be a whole number.")
+        return int(value)
+
+    return RetweetSettings(
+        dry_run=boolean("X_RETWEET_DRY_RUN", "true"),
+        max_per_15min=whole("X_RETWEETS_PER_15_MIN", DEFAULT_RETWEETS_PER_15_MIN),
+        max_per_day=whole("X_RETWEETS_PER_DAY", DEFAULT_RETWEETS_PER_DAY),
+        allow_domains=tuple(env.get("X_RETWEET_ALLOW_DOMAINS", "").split(",")),
+        deny_domains=tuple(env.get("X_RETWEET_DENY_DOMAINS", "").split(",")),
+        any_domain=boolean("X_RETWEET_ANY_DOMAIN", "false"),
+        credentials={name: env[name] for name in X_USER_CREDENTIALS if name in env},
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     streamingdb_url: str
@@ -67,6 +116,16 @@ class Settings:
     label_studio_annotators: frozenset[str] = frozenset()  # whose annotations become gold (empty: anyone's)
     replay_dir: Path | None = None  # the only folder the Airflow form may replay files from
     service_wait_seconds: int = 60  # how long a stage waits for a service that is down, then fails
+    retweet: RetweetSettings = field(default_factory=RetweetSettings)
+    # The people's logins of the stack (the demo prints where to find them; the pipeline signs in)
+    airflow_admin_password: str | None = field(default=None, repr=False)
+    superset_admin_password: str | None = field(default=None, repr=False)
+    label_studio_username: str | None = None
+    label_studio_password: str | None = field(default=None, repr=False)
+    # Spark: where the jobs run, the driver's memory, the Kafka connector and JDBC jars (local stack)
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "1g"
+    spark_jars_dir: Path | None = None
 
     def service_wait(self, budget: float | None = None) -> Backoff:
         """The one retry policy (`retrying.Backoff`) with this stack's wait: a stage waits
@@ -321,13 +380,34 @@ def _fernet_key(value: str) -> bool:
 STREAMINGDB_READER = "streaming_reader"
 
 
-def shown_secret(env: Mapping[str, str], name: str, terminal: bool | None = None) -> str:
-    """A login's password for the person at the terminal; where to find it when the output goes
-    to a file or a CI log instead, so that no log keeps a secret."""
+def shown_secret(value: str | None, name: str, terminal: bool | None = None) -> str:
+    """A login's password (the setting `name`) for the person at the terminal; where to find it
+    when the output goes to a file or a CI log instead, so that no log keeps a secret."""
     import sys
 
     terminal = sys.stdout.isatty() if terminal is None else terminal
-    return env.get(name, "") if terminal and env.get(name) else f"{name} in .env"
+    return value if terminal and value else f"{name} in .env"
+
+
+def spark_jars_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """SPARK_JARS_DIR: the Kafka connector and JDBC jars the local stack fetched; unset where
+    Spark has them already (the Docker image). Read by DAG files at parse time too."""
+    value = _optional(environment() if env is None else env, "SPARK_JARS_DIR")
+    return Path(value) if value else None
+
+
+# `ai-tweets serve` tells the model server which registered version it serves (read by the
+# model itself, so that every prediction says which version made it).
+MODEL_VERSION_ENV = "AI_TWEETS_MODEL_VERSION"
+
+
+def served_model_version() -> str | None:
+    return os.environ.get(MODEL_VERSION_ENV) or None
+
+
+def process_environment(**extra: str) -> dict[str, str]:
+    """This process's environment with `extra` on top, for a child process the pipeline starts."""
+    return {**os.environ, **extra}
 
 
 def task_retry_seconds(env: Mapping[str, str] | None = None) -> int:
@@ -386,4 +466,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         replay_dir=(Path(replay_dir) if Path(replay_dir).is_absolute() else PROJECT_ROOT / replay_dir)
         if replay_dir else None,
         service_wait_seconds=_whole_number(env, "AI_TWEETS_SERVICE_WAIT_SECONDS", 60, 1, 3_600),
+        retweet=retweet_settings(env),
+        airflow_admin_password=_optional(env, "AIRFLOW_ADMIN_PASSWORD"),
+        superset_admin_password=_optional(env, "SUPERSET_ADMIN_PASSWORD"),
+        label_studio_username=_optional(env, "LABEL_STUDIO_USERNAME"),
+        label_studio_password=_optional(env, "LABEL_STUDIO_PASSWORD"),
+        spark_master=_optional(env, "SPARK_MASTER") or "local[2]",
+        spark_driver_memory=_optional(env, "SPARK_DRIVER_MEMORY") or "1g",
+        spark_jars_dir=spark_jars_dir(env),
     )

@@ -6,15 +6,15 @@ import os
 import sys
 from pathlib import Path
 
-from ai_tweets.settings import PROJECT_ROOT, SettingsError
+from ai_tweets.settings import PROJECT_ROOT, Settings, SettingsError
 
 
-def spark_jars() -> list[str]:
+def spark_jars(settings: Settings) -> list[str]:
     """The Kafka connector and Postgres JDBC jars, fetched from Maven Central by `make install`.
 
     Empty when Spark ships them already (the Docker image copies them into pyspark's jars).
     """
-    folder = Path(os.environ.get("SPARK_JARS_DIR") or PROJECT_ROOT / ".local" / "jars" / "spark")
+    folder = settings.spark_jars_dir or PROJECT_ROOT / ".local" / "jars" / "spark"
     jars = sorted(str(path) for path in folder.glob("*.jar"))
     if jars:
         return jars
@@ -28,18 +28,18 @@ def spark_jars() -> list[str]:
     )
 
 
-def spark_session(app_name: str, master: str | None = None, shuffle_partitions: int = 4):
-    """A session with the connector jars; workers use this interpreter (not the system one)."""
+def spark_session(app_name: str, settings: Settings, *, submitted: bool = False, master: str | None = None,
+                  shuffle_partitions: int = 4):
+    """A session with the connector jars; workers use this interpreter (not the system one).
+    `submitted`: under spark-submit, which started the JVM and chose the master itself."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    jars = spark_jars()
+    jars = spark_jars(settings)
     builder = SparkSession.builder.appName(app_name)
-    # Under spark-submit (which starts the JVM and hands it to Python through the gateway
-    # variables) the master comes from its command line.
-    if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
-        builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[2]"))
+    if master or not submitted:
+        builder = builder.master(master or settings.spark_master)
     if jars:
         # JDBC's DriverManager only sees the application class path.
         builder = builder.config("spark.jars", ",".join(jars)).config(
@@ -49,7 +49,7 @@ def spark_session(app_name: str, master: str | None = None, shuffle_partitions: 
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "1g"))
+        .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )

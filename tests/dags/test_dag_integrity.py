@@ -26,10 +26,11 @@ from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder="/nonexistent", collect_dags=False)
 report = {"files": {}, "heavy": []}
 for path in sys.argv[2:]:
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     found = bag.process_file(path, only_if_updated=False, safe_mode=False)
     report["files"][path] = {
         "seconds": time.perf_counter() - began,
+        "cpu_seconds": time.process_time() - began_cpu,
         "dags": [
             {"dag_id": d.dag_id, "tags": sorted(d.tags or []), "doc_md": bool(d.doc_md),
              "min_retries": min((t.retries for t in d.tasks), default=None),
@@ -93,9 +94,11 @@ def test_no_import_errors(report):
 
 
 def test_each_file_defines_a_dag_and_parses_in_under_a_second(report):
+    # CPU time, not wall time: what parsing costs the DAG processor, whatever else the machine runs
     for path, info in report["files"].items():
         assert info["dags"], f"{path} defines no DAG"
-        assert info["seconds"] < 1.0, f"{path} took {info['seconds']:.2f} s to parse"
+        assert info["cpu_seconds"] < 1.0, \
+            f"{path} took {info['cpu_seconds']:.2f} CPU-s to parse ({info['seconds']:.2f} s wall)"
 
 
 def test_no_heavy_imports_at_parse_time(report):

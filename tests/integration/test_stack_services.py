@@ -64,8 +64,9 @@ def test_spark_reads_kafka_with_the_connector(settings, kafka_topic_with_message
     topic, sent = kafka_topic_with_messages
     script = f"""
 import json, sys
+from ai_tweets.settings import load_settings
 from ai_tweets.spark import spark_session
-spark = spark_session("stack-test")
+spark = spark_session("stack-test", load_settings())
 rows = (spark.read.format("kafka")
         .option("kafka.bootstrap.servers", {settings.kafka_bootstrap_servers!r})
         .option("subscribe", {topic!r}).option("startingOffsets", "earliest")

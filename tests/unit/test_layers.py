@@ -68,3 +68,16 @@ def test_the_package_readme_names_every_module():
     readme = (PACKAGE / "README.md").read_text()
     missing = [m.stem for m in PACKAGE.glob("*.py") if m.stem != "__init__" and f"`{m.stem}`" not in readme]
     assert missing == [], f"modules the package README does not describe: {missing}"
+
+
+def test_only_settings_and_the_entry_points_read_the_environment():
+    """Every setting comes through `Settings` (or a settings function the DAG files call at
+    parse time); only the process entry points look at their own environment."""
+    import re
+
+    reads = re.compile(r"os\.environ\s*(\.get|\[)|os\.getenv|\*\*os\.environ|in os\.environ|\benvironment\(\)")
+    allowed = {"settings.py", "cli.py", "jobs.py"}
+    files = [*PACKAGE.glob("*.py"), *(PACKAGE.parents[1] / "dags").glob("*.py")]
+    found = [f"{path.name}:{number}: {line.strip()}" for path in files if path.name not in allowed
+             for number, line in enumerate(path.read_text().splitlines(), 1) if reads.search(line)]
+    assert found == [], "environment reads outside settings:\n" + "\n".join(found)

@@ -206,7 +206,8 @@ def test_the_annotators_whose_labels_count():
 def test_a_password_is_shown_on_a_terminal_and_only_named_in_a_log():
     from ai_tweets.settings import shown_secret
 
-    env = {"AIRFLOW_ADMIN_PASSWORD": "p" * 40}
-    assert shown_secret(env, "AIRFLOW_ADMIN_PASSWORD", terminal=True) == "p" * 40
-    assert shown_secret(env, "AIRFLOW_ADMIN_PASSWORD", terminal=False) == "AIRFLOW_ADMIN_PASSWORD in .env"
-    assert shown_secret({}, "AIRFLOW_ADMIN_PASSWORD", terminal=True) == "AIRFLOW_ADMIN_PASSWORD in .env"
+    password = load(AIRFLOW_ADMIN_PASSWORD="p" * 40).airflow_admin_password
+    assert shown_secret(password, "AIRFLOW_ADMIN_PASSWORD", terminal=True) == "p" * 40
+    assert shown_secret(password, "AIRFLOW_ADMIN_PASSWORD", terminal=False) == "AIRFLOW_ADMIN_PASSWORD in .env"
+    assert shown_secret(None, "AIRFLOW_ADMIN_PASSWORD", terminal=True) == "AIRFLOW_ADMIN_PASSWORD in .env"
+    assert "p" * 40 not in repr(load(AIRFLOW_ADMIN_PASSWORD="p" * 40))
