@@ -20,7 +20,7 @@ from airflow.sdk import Param, dag, task
 from ai_tweets.assets import RAW_TWEETS
 from ai_tweets.capture import produce_requested, raw_table_report
 from ai_tweets.dag_support import dataset_params, pipeline_dag, stage_task
-from ai_tweets.settings import spark_jars_dir
+from ai_tweets.settings import spark_driver_java_options, spark_jars_dir
 
 INGEST_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "ingest.py")
 # The Kafka connector and JDBC jars (local stack); the Docker image has them in Spark already.
@@ -54,6 +54,7 @@ def capture_tweets():
         application=INGEST_JOB,
         conn_id="spark_default",
         jars=SPARK_JARS,
+        conf={"spark.driver.extraJavaOptions": options} if (options := spark_driver_java_options()) else None,
         name="ai-tweets-ingest",
         # `--flag=value` keeps each argument a string under native template rendering.
         application_args=["--available-now", "--raw-table-prefix={{ params.raw_table_prefix }}",

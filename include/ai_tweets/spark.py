@@ -38,8 +38,10 @@ def spark_session(app_name: str, settings: Settings, *, submitted: bool = False,
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     jars = spark_jars(settings)
     builder = SparkSession.builder.appName(app_name)
-    if master or not submitted:
+    if master or not submitted:  # spark-submit gave the master and started the JVM with its options
         builder = builder.master(master or settings.spark_master)
+        if settings.spark_driver_java_options:
+            builder = builder.config("spark.driver.extraJavaOptions", settings.spark_driver_java_options)
     if jars:
         # JDBC's DriverManager only sees the application class path.
         builder = builder.config("spark.jars", ",".join(jars)).config(

@@ -38,14 +38,16 @@ def figures(request):
 
 
 @pytest.fixture
-def disruptive(local_stack):
-    """Allows a test to stop and restart services; brings every service back afterwards."""
+def disruptive(local_stack, request):
+    """Allows a test to stop and restart services; brings every service back afterwards (unless
+    nothing runs after it on a stack the session stops anyway)."""
     if local_stack and os.environ.get("RELIABILITY_ON_RUNNING_STACK") != "1":
         pytest.skip("the stack was running before this session (someone may be using it) and this test stops "
                     "services; it runs on a stack the session starts itself, as in CI, or with "
                     "RELIABILITY_ON_RUNNING_STACK=1")
     yield
-    if not stack_is_up():
+    last = request.node is request.session.items[-1]
+    if (local_stack or not last) and not stack_is_up():
         stack("up")
 
 
