@@ -49,7 +49,7 @@ def connect(settings: Settings, wait: Backoff | None = None, autocommit: bool = 
         lambda: psycopg.connect(settings.streamingdb_conninfo, connect_timeout=10, autocommit=autocommit,
                                 options=options),
         wait or settings.service_wait(), retry_on=lambda exc: isinstance(exc, psycopg.OperationalError),
-        what=f"PostgreSQL at {settings.streamingdb_url}", give_up=gave_up)
+        what=f"PostgreSQL at {settings.streamingdb_url} not answering", give_up=gave_up)
 
 
 def in_transaction(settings: Settings, work: Callable[[psycopg.Connection], T], what: str,
@@ -70,7 +70,7 @@ def in_transaction(settings: Settings, work: Callable[[psycopg.Connection], T], 
 
     return retry_call(attempt, wait or Backoff(budget=STREAM_WAIT_SECONDS),
                       retry_on=lambda exc: isinstance(exc, psycopg.OperationalError | DatabaseUnavailable),
-                      what=f"{what}: PostgreSQL at {settings.streamingdb_url}", give_up=gave_up)
+                      what=f"{what}: PostgreSQL at {settings.streamingdb_url} went away", give_up=gave_up)
 
 
 # `CREATE TABLE IF NOT EXISTS` is not safe against itself: two sessions creating the same

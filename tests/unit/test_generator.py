@@ -258,8 +258,9 @@ def test_duplicates_at_the_configured_rate():
 
 def test_throughput_sanity():
     """Measured at ~25,000 tweets/s (v1.1 shape, generated and normalized) on one core; this only
-    catches an order-of-magnitude regression."""
-    start = time.perf_counter()
+    catches an order-of-magnitude regression. CPU time, so that other work on the machine (the
+    stack starting beside the fast tests, another core's load) cannot fail it."""
+    start = time.process_time()
     for item in generate(10_000, seed=2):
         normalize(item.payload)
-    assert 10_000 / (time.perf_counter() - start) > 5000
+    assert 10_000 / (time.process_time() - start) > 5000

@@ -280,8 +280,8 @@ def test_extraction_is_fast():
     links = tuple(TweetUrl(f"https://t.co/{i}", f"https://www.example{i}.com/a/b/?utm_source=x&b=2&a={i}#f")
                   for i in range(4))
     tweets = [tweet(*links, tweet_id=i + 1) for i in range(2000)]
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other work on the machine cannot fail it
     for item in tweets:
         extract_urls(item)
-    per_link = (time.perf_counter() - started) / (len(tweets) * len(links))
+    per_link = (time.process_time() - started) / (len(tweets) * len(links))
     assert per_link < 200e-6, f"{per_link * 1e6:.0f} µs per link"
