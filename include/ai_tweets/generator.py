@@ -10,6 +10,9 @@ sports, chat and short replies. Retweets, replies, mentions, hashtags, emojis, t
 with expanded (sometimes unwound, sometimes utm-tagged) URLs, photo links and re-posted
 duplicates are all there.
 
+The words and the kinds of tweet (templates, labels, shares, rates) are data, in
+`generator_data.json` beside this module; the code here draws from them and renders payloads.
+
 Invariants:
 - Same arguments, same payloads, byte for byte: one `random.Random(seed)`, no wall clock.
 - Content does not depend on `shape`: a seed gives the same ids, texts and labels whether
@@ -26,6 +29,7 @@ Invariants:
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import re
 import string
@@ -33,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 SHAPES = ("v1.1", "v2", "mixed")
@@ -72,9 +77,13 @@ class GeneratedTweet:
     duplicate_of: int | None = None  # id of the earlier tweet this one re-posts or retweets
 
 
-# --- vocabulary -----------------------------------------------------------------------------
+# --- vocabulary: generator_data.json -------------------------------------------------------------
 
 Source = Callable[[random.Random], str]
+
+# The vocabulary and the kinds of tweet are data: the words of every {slot}, the links' words,
+# hashtags, emojis, and for each kind its templates, label, share and rates.
+DATA: dict[str, Any] = json.loads(Path(__file__).with_name("generator_data.json").read_text(encoding="utf-8"))
 
 
 def _pick(*options: str) -> Source:
@@ -93,147 +102,22 @@ def _slug(*words: Source) -> Source:
     return lambda rng: "-".join(w(rng) for w in words).lower().replace(" ", "-")
 
 
-MODEL = _pick("BERT", "GPT-2", "T5", "RoBERTa", "ResNet-50", "EfficientNet-B0", "YOLOv5",
-              "a Vision Transformer", "a U-Net", "an LSTM", "a GAN", "a diffusion model", "XGBoost",
-              "DistilBERT", "CLIP", "Llama 2", "Mistral 7B", "a small language model",
-              "a graph neural network", "a variational autoencoder", "wav2vec 2.0", "Whisper", "a 1D CNN",
-              "a seq2seq transformer", "LightGBM", "DeBERTa-v3")
-SIMPLE_MODEL = _pick("logistic regression", "a random forest", "gradient boosting", "XGBoost", "LightGBM",
-                     "a linear SVM", "k-nearest neighbours", "naive Bayes", "a small MLP", "CatBoost")
-LIBRARY = _pick("PyTorch", "TensorFlow", "Keras", "JAX", "scikit-learn", "Hugging Face Transformers", "spaCy",
-                "pandas", "PyTorch Lightning", "fastai", "ONNX Runtime", "Ray", "Spark MLlib", "LangChain",
-                "vLLM", "Optuna", "Polars", "NumPy", "Snorkel", "sentence-transformers", "Flax", "DuckDB")
-TASK = _pick("sentiment analysis", "named entity recognition", "image segmentation", "object detection",
-             "machine translation", "text summarization", "question answering", "speech recognition",
-             "anomaly detection", "time series forecasting", "recommendation", "fraud detection",
-             "churn prediction", "document classification", "image captioning", "pose estimation",
-             "code generation", "retrieval-augmented generation", "topic modeling", "entity linking",
-             "protein structure prediction", "medical image classification", "semantic search",
-             "optical character recognition", "intent detection", "depth estimation")
-TECHNIQUE = _pick("contrastive learning", "knowledge distillation", "transfer learning", "few-shot learning",
-                  "self-supervised pretraining", "quantization", "pruning", "LoRA fine-tuning", "RLHF",
-                  "active learning", "weak supervision", "data augmentation", "mixed-precision training",
-                  "hyperparameter search", "gradient checkpointing", "curriculum learning",
-                  "federated learning", "sparse attention", "batch normalization", "dropout", "beam search",
-                  "instruction tuning", "prompt engineering", "label smoothing", "early stopping",
-                  "cross-validation", "ensembling", "mixture of experts")
-TITLE_ADJ = _pick("Efficient", "Scalable", "Robust", "Sparse", "Self-Supervised", "Multilingual",
-                  "Hierarchical", "Interpretable", "Data-Efficient", "Adaptive", "Unified", "Lightweight",
-                  "Causal", "Differentiable", "Contrastive", "Calibrated", "Long-Context", "Compositional")
-TITLE_NOUN = _pick("Transformers", "Representations", "Embeddings", "Attention", "Graph Networks",
-                   "Language Models", "Vision Models", "Retrieval", "Distillation", "Tokenization",
-                   "Pretraining", "Neural Fields", "Reward Models", "Speech Encoders", "Diffusion Models")
-TITLE_TASK = _pick("Machine Translation", "Open-Domain Question Answering", "Image Segmentation",
-                   "Object Detection", "Text Classification", "Speech Recognition", "Code Generation",
-                   "Tabular Data", "Time Series Forecasting", "Named Entity Recognition", "Summarization",
-                   "Visual Question Answering", "Low-Resource Languages", "Medical Imaging", "Recommendation")
-DATASET = _pick("ImageNet", "COCO", "SQuAD", "GLUE", "SuperGLUE", "MNIST", "CIFAR-10", "LibriSpeech",
-                "WikiText-103", "MS MARCO", "Common Voice", "the Titanic dataset", "CoNLL-2003",
-                "IMDB reviews", "ADE20K", "MMLU", "HumanEval", "KITTI", "a million product reviews")
-METRIC = _pick("F1", "accuracy", "BLEU", "mAP", "perplexity", "AUC", "top-1 accuracy", "ROUGE-L",
-               "word error rate", "recall at 10", "exact match", "macro F1", "calibration error")
-GAIN = _pick("1.8 points", "2.3 points", "4%", "12%", "0.7 points", "a wide margin", "3x less compute",
-             "half the parameters", "5.1 points", "9% relative")
-SCORE = _pick(*(f"0.{n}" for n in range(71, 99)))
-CONF = _pick("NeurIPS", "ICML", "ICLR", "CVPR", "ACL", "EMNLP", "KDD", "AAAI", "PyData Berlin", "ODSC East",
-             "Spark + AI Summit", "MLSys", "Interspeech", "NAACL", "ECCV", "PyCon", "the TWIML meetup",
-             "the local ML meetup", "Data Council")
-WHEN = _pick("tomorrow", "on Thursday", "next week", "this Friday", "today at 3pm", "on Monday morning",
-             "in two weeks", "tonight")
-ORG = _pick("Our lab", "The team", "Google Research", "Meta AI", "OpenAI", "DeepMind", "Hugging Face",
-            "Allen AI", "Mila", "Stanford NLP", "EleutherAI", "Microsoft Research", "our startup")
-SIZE = _pick("60M", "125M", "350M", "1.3B", "3B", "7B", "13B", "small", "tiny", "distilled")
-MODALITY = _pick("text", "vision", "speech", "code", "multimodal", "embedding", "vision-language")
-VERSION = _pick("2.0", "1.5", "0.9", "3.1", "4.0", "1.13", "0.24", "2.12", "1.0", "5.2")
-FEATURE = _pick("data loaders", "distributed training", "model export", "tokenizers", "mixed precision",
-                "sparse tensors", "GPU memory use", "checkpointing", "inference latency", "type hints",
-                "error messages", "the callback API")
-BUG = _pick("label leakage", "a shuffled validation split", "duplicated rows", "the wrong tokenizer",
-            "a learning rate 100x too high", "images loaded as BGR", "a silent dtype cast",
-            "train and test from the same users", "padding tokens in the loss",
-            "normalisation stats from test")
-CHECK = _pick("data splits", "label distribution", "preprocessing", "baselines", "learning curves",
-              "tokenizer output", "confusion matrix")
-LLM_WEAKNESS = _pick("multi-step arithmetic", "long documents", "citing sources", "low-resource languages",
-                     "calibrated uncertainty", "consistent JSON output", "tabular reasoning")
-MLOPS_TOOL = _pick("MLflow", "Kubeflow", "Airflow", "Feast", "Seldon", "BentoML", "Evidently",
-                   "Great Expectations", "DVC", "TFX", "Prefect", "Triton", "Kafka",
-                   "Spark Structured Streaming")
-MLOPS_TOPIC = _pick("model monitoring", "feature stores", "data drift detection", "model registries",
-                    "CI for ML", "shadow deployments", "online inference", "experiment tracking",
-                    "reproducible training pipelines", "data validation", "model rollbacks", "batch scoring",
-                    "retraining triggers")
-DATA_DOMAIN = _pick("sensor", "sales", "clickstream", "hospital", "weather", "taxi trip", "energy", "survey",
-                    "transaction", "air quality", "housing")
-N_SMALL = _pick("3", "5", "7", "10", "12", "15", "20", "30")
-N_LARGE = _digits(20, 900)
-EMOJI_AI = ("🚀", "🔥", "🤖", "🧠", "📈", "✨", "👇", "📄", "🎉", "💡", "📊", "🧵")
-EMOJI_CHAT = ("😂", "🙏", "❤️", "😭", "🤣", "😅", "🙄", "😍", "💯", "👀", "🥲", "😩")
-EMOJI_SPAM = ("💰", "🔥", "🚀", "💎", "🎁", "⚡", "✅", "📢")
+def _fields(spec: dict[str, Any]) -> dict[str, Source]:
+    """A Source per slot: a list of options, {"digits": [low, high]} or {"same_as": slot}."""
+    fields: dict[str, Source] = {}
+    for name, value in spec.items():
+        if isinstance(value, list):
+            fields[name] = _pick(*value)
+        elif "digits" in value:
+            fields[name] = _digits(*value["digits"])
+        else:
+            fields[name] = fields[value["same_as"]]
+    return fields
 
-TEAM_MLB = _pick("Yankees", "Dodgers", "Red Sox", "Cubs", "Astros", "Mets", "Braves", "Giants", "Padres",
-                 "Phillies")
-TEAM_NFL = _pick("Bears", "Packers", "Cowboys", "Eagles", "Steelers", "Chiefs", "Ravens", "Bills", "Jets",
-                 "49ers")
-TEAM_SOCCER = _pick("Arsenal", "Liverpool", "Barcelona", "Juventus", "Bayern", "Chelsea", "Ajax", "Porto",
-                    "PSG")
-PERSON = _pick("Johnson", "Martinez", "Williams", "Okoye", "Thompson", "Rivera", "Jackson", "Davis", "Moore",
-               "Lee")
-ODDS = _pick("-150", "+120", "-110", "+145", "-200", "+105", "-135")
-CITY = _pick("Delhi", "Mumbai", "London", "Chicago", "Lagos", "Toronto", "Madrid", "Manila", "Sydney",
-             "Dubai", "New York", "Bengaluru", "Milan", "Houston")
-COUNTRY = _pick("Italy", "Spain", "India", "the UK", "Germany", "Nigeria", "Brazil", "Canada", "France",
-                "Iran")
-LIQUID = _pick("milk", "water", "olive oil", "cream", "lemon juice", "vanilla extract", "soy sauce",
-               "coconut milk", "stock", "honey")
-INGREDIENT = _pick("flour", "sugar", "butter", "rice", "oats", "cocoa", "chickpeas", "spinach", "cheese")
-SYRUP = _pick("paracetamol syrup", "cough syrup", "ibuprofen suspension", "amoxicillin", "saline", "Calpol",
-              "the antibiotic")
-GAME = _pick("this new shooter", "the Resident Evil remake", "Animal Crossing", "FIFA 20", "Call of Duty",
-             "this racing game", "Skyrim", "the new Doom", "Fortnite", "this stealth game")
-PRODUCT = _pick("wireless earbuds", "a phone case", "LED strip lights", "a yoga mat", "a coffee grinder",
-                "a smart watch", "kids puzzle set", "a gaming mouse", "a face mask pack", "a desk lamp")
-COIN = _pick("$SAFEMOON", "$DOGE", "$SHIB", "$MOONX", "$AIBOT", "$GPTX", "$BTC", "$NEURAL")
-JOB = _pick("Java Developer", "Sales Associate", "Warehouse Operator", "Nurse Practitioner",
-            "Account Manager", "Frontend Engineer", "Customer Support Rep", "Project Coordinator",
-            "Delivery Driver", "SAP Consultant", "Network Administrator", "Marketing Intern")
-FOOD = _pick("banana bread", "sourdough", "pancakes", "dal", "curry", "lasagna", "brownies", "smoothies",
-             "jollof rice", "ramen")
-WEEKDAY = _pick("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-THING = _pick("laptop", "wifi", "phone", "printer", "headphones", "router", "tablet", "smart TV")
-SHOW = _pick("Tiger King", "Money Heist", "The Office", "Normal People", "Ozark", "Friends", "Love Is Blind")
-FLIGHT = _digits(100, 999)
-N_CASES = _digits(120, 9000)
 
-_LOWER_TASK = _slug(TASK)
-_LOWER_TECHNIQUE = _slug(TECHNIQUE)
-
-_FIELDS: dict[str, Source] = {
-    "model": MODEL, "simple_model": SIMPLE_MODEL, "library": LIBRARY, "library2": LIBRARY, "task": TASK,
-    "technique": TECHNIQUE, "technique2": TECHNIQUE, "title_adj": TITLE_ADJ, "title_noun": TITLE_NOUN,
-    "title_task": TITLE_TASK, "dataset": DATASET, "metric": METRIC, "gain": GAIN, "score": SCORE,
-    "conf": CONF,
-    "when": WHEN, "org": ORG, "size": SIZE, "modality": MODALITY, "version": VERSION, "feature": FEATURE,
-    "feature2": FEATURE, "bug": BUG, "check": CHECK, "llm_weakness": LLM_WEAKNESS, "mlops_tool": MLOPS_TOOL,
-    "mlops_tool2": MLOPS_TOOL, "mlops_topic": MLOPS_TOPIC, "data_domain": DATA_DOMAIN, "n": N_SMALL,
-    "n_large": N_LARGE, "team_mlb": TEAM_MLB, "team_mlb2": TEAM_MLB, "team_nfl": TEAM_NFL,
-    "team_soccer": TEAM_SOCCER, "team_soccer2": TEAM_SOCCER, "person": PERSON, "person2": PERSON,
-    "odds": ODDS,
-    "city": CITY, "city2": CITY, "country": COUNTRY, "liquid": LIQUID, "ingredient": INGREDIENT,
-    "syrup": SYRUP, "game": GAME, "product": PRODUCT, "coin": COIN, "job": JOB, "food": FOOD,
-    "weekday": WEEKDAY, "thing": THING, "show": SHOW, "flight": FLIGHT, "n_cases": N_CASES,
-    "n_ml": _pick("2.5", "5", "10", "15", "20", "30", "50", "100", "150", "250", "500"),
-    "n_g": _pick("50", "100", "125", "200", "250", "300", "400"),
-    "minutes": _pick("12", "20", "25", "30", "35", "40", "45", "60"),
-    "temp": _pick("160", "170", "180", "190", "200", "220"),
-    "hours": _pick("4", "6", "8", "12", "24"),
-    "score_game": _pick("1-0", "2-1", "3-2", "0-0", "4-1", "2-2", "3-0"),
-    "score_ball": _pick("5-3", "7-2", "4-1", "10-6", "3-2", "6-5"),
-    "pct": _pick("30", "40", "50", "60", "70", "75", "80"),
-    "file": _pick("logo_final", "poster_v2", "brand_kit", "menu_design", "tshirt_print", "icons_set"),
-    "song": _pick("Blinding Lights", "Savage", "Rain On Me", "Toosie Slide", "Say So", "Roses"),
-    "price": _pick("9.99", "14.99", "19.99", "24.99", "29.99", "39.99", "4.99"),
-}
+_FIELDS: dict[str, Source] = _fields(DATA["fields"])
+_LOWER_TASK = _slug(_FIELDS["task"])
+_LOWER_TECHNIQUE = _slug(_FIELDS["technique"])
 
 
 class _Template(NamedTuple):
@@ -253,14 +137,9 @@ def _templates(*texts: str) -> tuple[_Template, ...]:
 
 # --- links ------------------------------------------------------------------------------------
 
-_BLOG = _pick("lilianweng.github.io/posts", "jalammar.github.io", "karpathy.github.io", "distill.pub/2020",
-              "ruder.io", "www.fast.ai/posts", "blog.tensorflow.org/2020/04", "pytorch.org/blog",
-              "sebastianraschka.com/blog", "eugeneyan.com/writing", "www.kdnuggets.com/2020/04",
-              "machinelearningmastery.com", "neptune.ai/blog", "wandb.ai/site/articles")
-_GH_USER = _pick("huggingface", "pytorch", "google-research", "facebookresearch", "openai", "microsoft",
-                 "explosion", "mlflow", "snorkel-team", "karpathy", "rasbt", "ml-tooling", "jina-ai")
-_HF_ORG = _pick("bert-base-uncased", "google", "facebook", "microsoft", "distilbert", "openai", "mistralai",
-                "sentence-transformers", "allenai", "EleutherAI")
+_BLOG = _pick(*DATA["link_words"]["blog"])
+_GH_USER = _pick(*DATA["link_words"]["gh_user"])
+_HF_ORG = _pick(*DATA["link_words"]["hf_org"])
 
 
 def _ARXIV_ID(rng: random.Random) -> str:  # noqa: N802 - a Source like the constants around it
@@ -271,7 +150,7 @@ _LINKS_AI: tuple[Source, ...] = (
     lambda rng: f"https://arxiv.org/abs/{_ARXIV_ID(rng)}",
     lambda rng: f"https://arxiv.org/pdf/{_ARXIV_ID(rng)}.pdf",
     lambda rng: f"https://paperswithcode.com/paper/{_LOWER_TECHNIQUE(rng)}-for-{_LOWER_TASK(rng)}",
-    lambda rng: f"https://huggingface.co/{_HF_ORG(rng)}/{_LOWER_TASK(rng)}-{SIZE(rng).lower()}",
+    lambda rng: f"https://huggingface.co/{_HF_ORG(rng)}/{_LOWER_TASK(rng)}-{_FIELDS['size'](rng).lower()}",
     lambda rng: f"https://huggingface.co/blog/{_LOWER_TECHNIQUE(rng)}",
     lambda rng: f"https://github.com/{_GH_USER(rng)}/{_LOWER_TECHNIQUE(rng)}",
     lambda rng: f"https://openai.com/blog/{_LOWER_TECHNIQUE(rng)}",
@@ -285,7 +164,7 @@ _ARTICLE = _digits(74000000, 76000000)
 _DAY = _pick(*(f"{day:02d}" for day in range(1, 29)))
 _LINKS_NEWS: tuple[Source, ...] = (
     lambda rng: f"https://www.bbc.com/news/world-{rng.randrange(52000000, 52999999)}",
-    lambda rng: f"https://www.reuters.com/article/us-health-coronavirus-{_slug(COUNTRY)(rng)}"
+    lambda rng: f"https://www.reuters.com/article/us-health-coronavirus-{_slug(_FIELDS['country'])(rng)}"
                 f"-idUSKBN{_alnum(6)(rng).upper()}",
     lambda rng: f"https://edition.cnn.com/2020/04/{_DAY(rng)}/health/coronavirus-update/index.html",
     lambda rng: f"https://www.theguardian.com/world/2020/apr/{_DAY(rng)}/coronavirus-live-news",
@@ -300,18 +179,18 @@ _LINKS_SPORTS: tuple[Source, ...] = (
 _LINKS_SHOP: tuple[Source, ...] = (
     lambda rng: f"https://www.amazon.com/dp/B0{_alnum(8)(rng).upper()}",
     lambda rng: f"https://www.etsy.com/listing/{rng.randrange(700000000, 799999999)}",
-    lambda rng: f"https://giftshowcase.shop/deals/{_slug(PRODUCT)(rng)}",
+    lambda rng: f"https://giftshowcase.shop/deals/{_slug(_FIELDS['product'])(rng)}",
 )
 _LINKS_SPAM: tuple[Source, ...] = (
     lambda rng: f"https://{_alnum(6)(rng).lower()}-presale.io/?ref={_alnum(8)(rng)}",
     lambda rng: f"https://t.me/{_alnum(9)(rng)}",
     lambda rng: f"https://jobs.talentfeed.net/job/{rng.randrange(100000, 999999)}",
-    lambda rng: f"https://www.jobsboard.io/listing/{_slug(JOB)(rng)}-{rng.randrange(1000, 9999)}",
+    lambda rng: f"https://www.jobsboard.io/listing/{_slug(_FIELDS['job'])(rng)}-{rng.randrange(1000, 9999)}",
 )
 _LINKS_MISC: tuple[Source, ...] = (
     lambda rng: f"https://www.instagram.com/p/{_alnum(11)(rng)}/",
-    lambda rng: f"https://www.allrecipes.com/recipe/{rng.randrange(10000, 280000)}/{_slug(FOOD)(rng)}/",
-    lambda rng: f"https://www.airindia.in/flight-status.htm?flight=AI{FLIGHT(rng)}",
+    lambda rng: f"https://www.allrecipes.com/recipe/{rng.randrange(10000, 280000)}/{_slug(_FIELDS['food'])(rng)}/",
+    lambda rng: f"https://www.airindia.in/flight-status.htm?flight=AI{_FIELDS['flight'](rng)}",
     lambda rng: f"https://open.spotify.com/track/{_alnum(22)(rng)}",
     lambda rng: f"https://www.youtube.com/watch?v={_alnum(11)(rng)}",
 )
@@ -415,208 +294,29 @@ class _Kind:
     photo_rate: float = 0.05
 
 
-_AI_TAGS = ("AI", "MachineLearning", "DeepLearning", "NLP", "DataScience", "LLM", "ComputerVision", "MLOps",
-            "Python", "PyTorch", "TensorFlow", "ArtificialIntelligence", "GenerativeAI", "NeuralNetworks",
-            "100DaysOfMLCode", "OpenSource", "ML", "BigData", "Analytics", "research")
-_STUFFED_TAGS = ("AI", "ML", "BigData", "DataScience", "MachineLearning", "IoT", "Blockchain", "Cloud",
-                 "DeepLearning", "Tech", "Python", "100DaysOfCode", "fintech", "startup")
+def _kinds(specs: list[dict[str, Any]]) -> tuple[_Kind, ...]:
+    links = {"ai": _LINKS_AI, "news": _LINKS_NEWS, "sports": _LINKS_SPORTS, "shop": _LINKS_SHOP, "spam": _LINKS_SPAM,
+             "misc": _LINKS_MISC}
 
-KINDS: tuple[_Kind, ...] = (
-    _Kind("paper", True, 0.2, _templates(
-        'New paper: "{title_adj} {title_noun} for {title_task}". We show {technique} improves {metric} on '
-        '{dataset} by {gain}.',
-        'Our {conf} paper "{title_adj} {title_noun} for {title_task}" is now on arXiv! '
-        "{technique} meets {task}.",
-        '"Rethinking {technique} for {title_task}": a simple recipe that beats {model} on {dataset} '
-        "with {gain}",
-        "Interesting read on {technique} for {task}. The ablations on {dataset} are worth your time.",
-        "Paper of the day: {title_adj} {title_noun}. Combines {technique} with {technique2}, "
-        "{metric} {score} on {dataset}, code included",
-        "This {conf} paper shows {model} is badly calibrated on {task}, and {technique} fixes most of it",
-        "Accepted at {conf}! We study when {technique} helps {task}, with experiments on {dataset}.",
-        "Neat result: {technique} closes the gap between {model} and much larger models on {title_task}",
-        "Preprint with {at}: {title_adj} {title_noun} for {title_task}. Feedback welcome",
-    ), _AI_TAGS, links=_LINKS_AI, link_rate=0.75, emojis=EMOJI_AI, emoji_rate=0.3, long_rate=0.15),
-    _Kind("tutorial", True, 0.2, _templates(
-        "How to fine-tune {model} for {task} with {library} in under {n} lines of code",
-        "A gentle introduction to {technique}, with {library} examples",
-        "{n} things I wish I knew before training {model} on my own data",
-        "Step by step: building your first {task} pipeline with {library} and {library2}",
-        "Why does {technique} work? A visual explanation for people who hate equations",
-        "{library} tip: profile your {feature} before buying more GPUs. Saved us hours on {task}",
-        "New blog post: {task} from scratch with {library}, from raw data to a {metric} of {score}",
-        "Notebook: comparing {model} and {simple_model} for {task} on {dataset}",
-        "Free course on {technique} and {task}, taught with {library}. Lecture {n} is up",
-        "Learning {library} this week. Today: {technique} for {task}",
-    ), _AI_TAGS, links=_LINKS_AI, link_rate=0.7, emojis=EMOJI_AI, emoji_rate=0.3, long_rate=0.15),
-    _Kind("release", True, 0.14, _templates(
-        "{org} open-sourced their {size} parameter {modality} model for {task}. Weights are on the Hub",
-        "{library} {version} is out: faster {feature}, better {feature2}",
-        "Just released: our {task} model trained on {dataset}, {metric} {score}",
-        "{org} released a new {modality} benchmark for {task}. {model} is far from solving it",
-        "We just shipped {technique} support in {library}. {task} training is now {gain} faster",
-        "Model card and demo for our {size} {modality} model are live. Try it on your own {task} data",
-    ), _AI_TAGS, links=_LINKS_AI, link_rate=0.8, emojis=EMOJI_AI, emoji_rate=0.4, long_rate=0.1),
-    _Kind("talk", True, 0.1, _templates(
-        "Excited to give a talk on {technique} for {task} at {conf} {when}! Slides soon",
-        "Join our workshop at {conf}: hands-on {task} with {library}",
-        "{when} at {conf}: {at} shows how we scaled {task} with {technique}",
-        "The recording of my {conf} talk on {mlops_topic} for {task} models is up",
-        "Giving a webinar {when} on {technique} in practice. Bring your questions about {task}",
-        "Poster session at {conf} {when}: {title_adj} {title_noun} for {title_task}. Come say hi",
-    ), _AI_TAGS, links=_LINKS_AI, link_rate=0.55, emojis=EMOJI_AI, emoji_rate=0.4, long_rate=0.1),
-    _Kind("discussion", True, 0.14, _templates(
-        "Hot take: {technique} is underrated for {task}. Most teams jump straight to {model}.",
-        "Anyone compared {library} and {library2} for {task}? Curious about training speed",
-        "Spent the week debugging our {task} model. The culprit: {bug}. Always check your {check}!",
-        "Reminder: {metric} alone will mislead you on imbalanced {task} data. Look at the confusion matrix.",
-        "Large language models still struggle with {llm_weakness}. Tricks like {technique} help, "
-        "but not enough.",
-        "Is {technique} still worth it with models like {model}? My results on {dataset} say yes",
-        "Neural nets memorise {dataset} faster than you think. Held-out {metric} is the only number that "
-        "matters",
-        "Our {model} beat the {simple_model} baseline by only {gain} on {task}. Start with the baseline.",
-        "The best machine learning skill nobody teaches: reading your {check} before tuning anything",
-    ), _AI_TAGS, links=_LINKS_AI, link_rate=0.25, emojis=EMOJI_AI, emoji_rate=0.25, long_rate=0.2,
-        reply_rate=0.25),
-    _Kind("data_science", True, 0.11, _templates(
-        "Cleaned {n_large}k rows of {data_domain} data with pandas today, then a quick {simple_model} "
-        "baseline got {metric} {score}",
-        "Feature engineering beat model choice again: {simple_model} with good features matched {model} on "
-        "{data_domain} data",
-        "Kaggle notebook: {task} on {dataset} with {simple_model} and {technique}",
-        "Data science tip: do {technique} inside the cross-validation loop, not before it",
-        "Built the {data_domain} forecasting dashboard with {library}. {simple_model} was good enough",
-        "{n} SQL and pandas patterns every data scientist should know for {data_domain} data",
-    ), _AI_TAGS, links=_LINKS_AI, link_rate=0.55, emojis=EMOJI_AI, emoji_rate=0.25, long_rate=0.1),
-    _Kind("mlops", True, 0.11, _templates(
-        "Shipping {model} to production: how we set up {mlops_topic} with {mlops_tool}",
-        "{mlops_tool} plus {mlops_tool2} for {mlops_topic}: our setup for {task} models",
-        "Your model is only as good as your {mlops_topic}. Notes from running {task} in production",
-        "We cut inference latency of our {task} model by {gain} with {technique} and {mlops_tool}",
-        "Lessons from a year of {mlops_topic}: retrain on drift, not on a calendar",
-        "Model registry, {mlops_topic} and a rollback button: the minimum for putting {model} in production",
-    ), _AI_TAGS, links=_LINKS_AI, link_rate=0.6, emojis=EMOJI_AI, emoji_rate=0.2, long_rate=0.15),
-    # --- not AI: everyday streams ---
-    _Kind("chat", False, 0.19, _templates(
-        "Can't believe it's only {weekday}. Need coffee",
-        "Made {food} like everyone else in lockdown lol",
-        "Finished {show} in two days, no regrets",
-        "My {thing} stopped working right when I needed it",
-        "Day {n} of quarantine: talking to my plants",
-        "{at} happy birthday!! Miss you, see you when this is over",
-        "Who else is up at this hour watching {show}",
-        "Honestly {food} at 2am hits different",
-        "The neighbours are having a party again on a {weekday}",
-        "Grocery run done, still no flour anywhere in {city}",
-    ), ("quarantine", "StayHome", "mood", "lockdown", "weekend"), (0, 0, 0, 0, 1),
-        links=_LINKS_MISC, link_rate=0.1, emojis=EMOJI_CHAT, emoji_rate=0.5, long_rate=0.05, reply_rate=0.3),
-    _Kind("short_reply", False, 0.12, _templates(
-        "lol same", "this", "facts", "omg yes", "no way", "congrats!!", "love this", "so true", "hahaha",
-        "I'm crying", "same tbh", "wait what", "big mood", "exactly", "thank you!", "not again",
-    ), (), (0,), emojis=EMOJI_CHAT, emoji_rate=0.5, reply_rate=1.0, retweet_rate=0.0, photo_rate=0.0),
-    _Kind("sports", False, 0.09, _templates(
-        "{team_soccer} {score_game} {team_soccer2}. What a finish!",
-        "{team_nfl} need a receiver in the draft, everyone knows it",
-        "Rewatching the {team_mlb} {score_ball} classic since there is no baseball",
-        "{person} signing with the {team_nfl} is the move of the offseason",
-        "{team_soccer} fans, how are we feeling about {person}?",
-    ), ("NFLDraft", "MLB", "football", "NBA", "UCL"), links=_LINKS_SPORTS, link_rate=0.35,
-        emojis=("⚽", "🏈", "⚾", "🏀", "🔥"), emoji_rate=0.3, reply_rate=0.1),
-    _Kind("covid", False, 0.12, _templates(
-        "{country} reports {n_cases} new COVID-19 cases today",
-        "{city} lockdown extended by {n} days, officials say",
-        "Stay home, wash your hands. Hospitals in {city} are full",
-        "Health ministry: {n_cases} recovered from coronavirus in {country} so far",
-        "Testing in {city} still too slow, nurses say they wait {n} days for results",
-        "Masks now required on public transport in {city}",
-    ), ("COVID19", "coronavirus", "StayHome", "lockdown", "Covid_19", "pandemic"),
-        links=_LINKS_NEWS, link_rate=0.6, emojis=("😷", "🙏", "🏠"), emoji_rate=0.15, long_rate=0.15),
-    _Kind("retail_spam", False, 0.06, _templates(
-        "New gift idea ({product}) has been published",
-        "{pct}% OFF {product} today only!",
-        "Deal of the day: {product} for ${price}",
-        "Restocked: {product}. Free shipping",
-    ), ("gift", "shopping", "deal", "amazon", "discount", "follow", "giveaway", "sale"), (3, 4, 5),
-        links=_LINKS_SHOP, link_rate=0.95, emojis=EMOJI_SPAM, emoji_rate=0.5, reply_rate=0.0, photo_rate=0.3),
-    _Kind("crypto_spam", False, 0.05, _templates(
-        "{coin} to the moon! Join the presale now",
-        "{coin} airdrop is live, claim before it ends",
-        "{coin} just listed, {pct}x potential, don't miss it",
-        "Our trading bot made {pct}% this week with {coin}. DM for access",
-    ), _STUFFED_TAGS, (4, 5, 6), links=_LINKS_SPAM, link_rate=0.85, emojis=EMOJI_SPAM, emoji_rate=0.7,
-        reply_rate=0.0),
-    _Kind("job_spam", False, 0.05, _templates(
-        "We're hiring: {job} in {city}. Apply now!",
-        "Job alert: {job}, {city}, full time",
-        "Now hiring {job} ({city}, remote friendly)",
-        "{n} new {job} openings in {city}",
-    ), ("jobs", "hiring", "career", *_STUFFED_TAGS), (4, 5, 6), links=_LINKS_SPAM, link_rate=0.9,
-        reply_rate=0.0),
-    _Kind("tech_chat", False, 0.05, _templates(
-        "My {thing} fan sounds like a jet engine since the update",
-        "Is it just me or is the {thing} slow today? Restarted twice",
-        "Zoom call number {n} today, my {thing} is begging for mercy",
-        "Finally upgraded my {thing}. Setting it up now",
-    ), ("tech", "WFH"), (0, 0, 1), links=_LINKS_MISC, link_rate=0.15, emojis=EMOJI_CHAT, emoji_rate=0.3),
-    # --- not AI: hard negatives for keyword labelers ---
-    _Kind("recipe_ml", False, 0.04, _templates(
-        "Recipe: {n_ml} ml {liquid}, {n_g} g {ingredient}, pinch of salt. Bake {minutes} minutes at {temp}C",
-        "Add {n_ml} ml of {liquid} and stir until smooth. Easiest {food} ever",
-        "Whisk {n_g}g {ingredient} with {n_ml} ml {liquid}, rest {minutes} min",
-    ), ("baking", "recipe", "foodie", "homemade", "lockdowncooking"), links=_LINKS_MISC, link_rate=0.4,
-        emojis=("🍞", "🍰", "🥞", "😋"), emoji_rate=0.4, long_rate=0.1),
-    _Kind("medicine_ml", False, 0.03, _templates(
-        "Doctor said {n_ml} ml of {syrup} every {hours} hours for the little one. Hope the fever breaks soon",
-        "Dosage on the bottle: {n_ml} ml twice a day after meals. Why is it so hard to measure",
-        "Donated {n_ml} ml of plasma today, easier than I expected",
-    ), ("health", "parenting"), (0, 0, 1), emojis=("🤒", "🙏", "💉"), emoji_rate=0.3, reply_rate=0.15),
-    _Kind("baseball_ml", False, 0.04, _templates(
-        "{team_mlb} ML {odds} is my lock of the day",
-        "{person} makes his ML debut for the {team_mlb} tonight",
-        "Parlay: {team_mlb} ML and {team_mlb2} ML, let's ride",
-        "AAA to the ML: {team_mlb} call up their top prospect {person}",
-    ), ("GamblingTwitter", "MLB", "SportsBetting", "baseball"), links=_LINKS_SPORTS, link_rate=0.2,
-        emojis=("⚾", "💰", "🔒"), emoji_rate=0.4),
-    _Kind("iverson", False, 0.025, _templates(
-        "AI in his prime was unguardable. That crossover still hurts to watch",
-        "Watching old AI highlights. {n_large} points on the road, no help",
-        "Prime AI vs anyone in this league today, I'm taking AI",
-        "AI stepping over Lue is still the hardest picture in sports",
-    ), ("Sixers", "NBA", "AllenIverson"), links=_LINKS_SPORTS, link_rate=0.3, emojis=("🏀", "🐐", "🔥"),
-        emoji_rate=0.4),
-    _Kind("air_india", False, 0.025, _templates(
-        "Air India flight AI {flight} from {city} to {city2} delayed by {hours} hours again",
-        "AI {flight} evacuation flight lands in {city}, {n_large} passengers back home",
-        "Booked AI {flight} to {city}, fingers crossed it actually flies",
-    ), ("AirIndia", "VandeBharatMission", "travel"), links=_LINKS_MISC, link_rate=0.3, emojis=("✈️", "🙏"),
-        emoji_rate=0.3),
-    _Kind("farming_ai", False, 0.02, _templates(
-        "Booked the AI technician for the heifers this week, {n} cows bred by AI this season",
-        "Artificial insemination (AI) timing matters: breed {hours} hours after standing heat",
-        "AI sires vs a bull on the farm, what do you run? Conception rate was {pct}% for us",
-    ), ("dairy", "farming", "cattle", "agriculture"), emojis=("🐄", "🚜"), emoji_rate=0.3),
-    _Kind("illustrator", False, 0.025, _templates(
-        "Need the logo as an .ai file, not a PNG. Can anyone open {file}.ai without Illustrator?",
-        "Selling a vector pack: {n_large} icons, AI and EPS formats",
-        "Client sent {file}.ai and my Illustrator crashes every time",
-    ), ("graphicdesign", "illustrator", "vector", "design"), links=_LINKS_SHOP, link_rate=0.3,
-        emojis=("🎨", "😩"), emoji_rate=0.3),
-    _Kind("depth_chart_dl", False, 0.03, _templates(
-        "Updated depth chart: {person} moves to starting DL, {person2} at LB",
-        "{team_nfl} have to take DL in round one, the pass rush was a joke",
-        "Free DL: {song} remix, link below",
-        "DL link for the full mixtape in my bio",
-    ), ("NFLDraft", "NFL", "mixtape", "newmusic"), links=_LINKS_MISC, link_rate=0.45,
-        emojis=("🏈", "🎧", "🔥"), emoji_rate=0.3),
-    _Kind("game_ai", False, 0.04, _templates(
-        "The enemy AI in {game} is so dumb, they just run into walls",
-        "Companion AI in {game} keeps blocking every doorway",
-        "Whoever programmed the AI teammates in {game} owes me an apology",
-        "Hard mode in {game} just means the AI cheats, change my mind",
-    ), ("gaming", "PS4", "XboxShare", "NintendoSwitch"), links=_LINKS_MISC, link_rate=0.2,
-        emojis=("🎮", "😂", "🤦"), emoji_rate=0.4),
-)
+    def listed(value: str | list[str], lists: dict[str, list[str]]) -> tuple[str, ...]:
+        return tuple(lists[value] if isinstance(value, str) else value)
+
+    kinds = []
+    for spec in specs:
+        options = {key: value for key, value in spec.items() if key not in ("name", "is_ai", "weight", "templates")}
+        if "hashtags" in options:
+            options["hashtags"] = listed(options["hashtags"], DATA["hashtags"])
+        if "tag_counts" in options:
+            options["tag_counts"] = tuple(options["tag_counts"])
+        if "links" in options:
+            options["links"] = links[options["links"]]
+        if "emojis" in options:
+            options["emojis"] = listed(options["emojis"], DATA["emojis"])
+        kinds.append(_Kind(spec["name"], spec["is_ai"], spec["weight"], _templates(*spec["templates"]), **options))
+    return tuple(kinds)
+
+
+KINDS: tuple[_Kind, ...] = _kinds(DATA["kinds"])
 
 
 class _Post(NamedTuple):

@@ -220,9 +220,8 @@ def test_a_crash_between_import_and_db_write_does_not_duplicate(env, monkeypatch
 
 
 def test_model_strategy_ranks_by_the_models_own_threshold_with_a_share_from_test(env):
-    from ai_tweets_devkit.models import register_model
-
     from ai_tweets.model import load_classifier, predict_texts
+    from ai_tweets_devkit.models import register_model
 
     model_name = f"ai-tweet-classifier-annotate-{uuid.uuid4().hex[:6]}"
     scored = load_settings({**environment(ROOT / ".env"), "DATASET_VERSION": str(env.settings.dataset_version),

@@ -13,7 +13,6 @@ import time
 import uuid
 
 import pytest
-from ai_tweets_devkit.models import ModelServer, free_port, register_model
 from capture_helpers import ROOT, Isolated, arrow_batch, python_env
 from hostile import MESSAGES
 from hypothesis import HealthCheck, given
@@ -25,6 +24,7 @@ from ai_tweets.generator import generate
 from ai_tweets.schema import normalize
 from ai_tweets.settings import load_settings
 from ai_tweets.train import predict_file
+from ai_tweets_devkit.models import ModelServer, free_port, register_model
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 
@@ -238,10 +238,10 @@ def test_x_errors_never_fail_a_batch_and_each_process_asks_x_once(served, tmp_pa
 
 
 def test_a_champion_that_fails_its_smoke_test_keeps_the_previous_one_serving(served, tmp_path):
-    from ai_tweets_devkit.models import register_broken_model
     from mlflow import MlflowClient
 
     from ai_tweets.health import ServiceDown, check_champion
+    from ai_tweets_devkit.models import register_broken_model
 
     env, settings, server, _ = served
     good = server.state()["version"]

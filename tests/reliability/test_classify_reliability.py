@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from ai_tweets_devkit.models import ModelServer, free_port, register_model
 from capture_helpers import ROOT, Isolated, python_env
 from reliability_helpers import SCALE, sized, wait_until
 
@@ -28,6 +27,7 @@ from ai_tweets.schema import normalize
 from ai_tweets.settings import load_settings
 from ai_tweets.train import predict_file
 from ai_tweets.urls import extract_urls
+from ai_tweets_devkit.models import ModelServer, free_port, register_model
 
 
 @pytest.fixture(scope="module")
