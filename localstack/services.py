@@ -350,11 +350,26 @@ def _kafka_properties(ctx: Context) -> Path:
     port, controller = _kafka_ports(ctx)
     data = ctx.local / "kafka"
     text = (KAFKA_CONF / "server.properties.template").read_text().format(
-        port=port, controller_port=controller, log_dirs=data / "logs")
+        port=port, controller_port=controller, log_dirs=data / "logs",
+        admin_password=_jaas_quoted(ctx.env["KAFKA_ADMIN_PASSWORD"]))
     path = data / "server.properties"
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # it holds the admin's password
     path.write_text(text)
     return path
+
+
+def _jaas_quoted(value: str) -> str:
+    """`value` inside a JAAS option's double quotes."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _kafka_accounts(ctx: Context) -> None:
+    """The pipeline's Kafka accounts and what each may do, created or updated by the broker's
+    admin (passwords from .env, by the environment, never the command line)."""
+    run_logged([str(ctx.pipeline_venv / "bin" / "python"), "-m", "ai_tweets.cli", "kafka-accounts"],
+               "creating Kafka's accounts and ACLs", ctx.log_file("kafka"), env=ctx.base_env())
 
 
 def _kafka_java(ctx: Context, main: str, *args: str, heap: str = "-Xmx256m") -> list[str]:
@@ -644,10 +659,11 @@ SERVICES: list[Service] = [
     ),
     Service(
         name="kafka",
-        installs=(install_kafka_jars,),
+        installs=(install_kafka_jars, *PIPELINE_INSTALLS),  # the pipeline's Python creates the accounts
         prepare=_kafka_prepare,
         argv=_kafka_argv,
         healthy=_kafka_healthy,
+        after_start=_kafka_accounts,
         url=lambda ctx: ctx.settings.kafka_bootstrap_servers,
         ports=_kafka_ports,
         port_setting="KAFKA_BOOTSTRAP_SERVERS",

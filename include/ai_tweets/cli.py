@@ -190,6 +190,14 @@ def _annotate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kafka_accounts_command(_: argparse.Namespace) -> int:
+    from ai_tweets.kafka import provision_accounts
+
+    for line in provision_accounts(load_settings()):
+        print(line)
+    return 0
+
+
 def _check_secrets_command(args: argparse.Namespace) -> int:
     from ai_tweets.settings import STACK_SECRETS, environment, secret_problems
 
@@ -213,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(Compose runs it before any service starts)")
     secrets.add_argument("names", nargs="*", metavar="NAME", help="the variables to check (default: the stack's)")
     secrets.set_defaults(handler=_check_secrets_command)
+    commands.add_parser("kafka-accounts", help="create or update the pipeline's Kafka accounts and ACLs "
+                        "(as the broker's admin; run by the stack)").set_defaults(handler=_kafka_accounts_command)
     health = commands.add_parser("health", help="check that every service answers")
     health.add_argument("services", nargs="*", metavar="SERVICE",
                         help="postgres, kafka, mlflow, label_studio, airflow (default: all)")

@@ -43,7 +43,9 @@ def check_kafka(settings: Settings) -> str:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    from ai_tweets.kafka import client_config
+
+    admin = AdminClient(client_config(settings, "consumer"))
     try:
         metadata = admin.list_topics(timeout=TIMEOUT_SECONDS)
     except KafkaException as exc:

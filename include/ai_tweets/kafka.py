@@ -13,9 +13,16 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ai_tweets.schema import MalformedInput, Tweet
-from ai_tweets.settings import Settings
+from ai_tweets.settings import (
+    KAFKA_ADMIN_USER,
+    KAFKA_CONSUMER_USER,
+    KAFKA_PRODUCER_USER,
+    KAFKA_SASL_MECHANISM,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +52,90 @@ class ProduceReport:
                 f"{self.rate:,.0f} tweets/s over {self.seconds:.1f} s")
 
 
+Role = Literal["producer", "consumer"]
+
+
+def client_config(settings: Settings, role: Role) -> dict[str, str]:
+    """How a confluent-kafka client reaches the broker as `role`: the producer's account may
+    create and write topics, the consumers' may read them (the broker's ACLs say so)."""
+    config = {"bootstrap.servers": settings.kafka_bootstrap_servers,
+              "security.protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.startswith("SASL"):
+        user, password = _account(settings, role)
+        config.update({"sasl.mechanism": KAFKA_SASL_MECHANISM, "sasl.username": user, "sasl.password": password})
+    return config
+
+
+def spark_options(settings: Settings) -> dict[str, str]:
+    """The Kafka source's options for Spark (the consumers' account); Spark redacts them in plans."""
+    options = {"kafka.bootstrap.servers": settings.kafka_bootstrap_servers,
+               "kafka.security.protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.startswith("SASL"):
+        user, password = _account(settings, "consumer")
+        quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+        options.update({"kafka.sasl.mechanism": KAFKA_SASL_MECHANISM,
+                        "kafka.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                                                  f'username="{user}" password="{quoted}";'})
+    return options
+
+
+def _account(settings: Settings, role: Role) -> tuple[str, str]:
+    user, field = ((KAFKA_PRODUCER_USER, "kafka_producer_password") if role == "producer"
+                   else (KAFKA_CONSUMER_USER, "kafka_consumer_password"))
+    return user, settings.require(field)
+
+
+def admin_config(settings: Settings) -> dict[str, str]:
+    """The broker's admin (PLAIN): for creating the accounts below, and for tests that delete records."""
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers,
+            "security.protocol": settings.kafka_security_protocol, "sasl.mechanism": "PLAIN",
+            "sasl.username": KAFKA_ADMIN_USER, "sasl.password": settings.require("kafka_admin_password")}
+
+
+def provision_accounts(settings: Settings, timeout: float = 60) -> list[str]:
+    """Create or update the producer's and the consumers' SCRAM accounts (passwords from the
+    settings) and their ACLs: the producer may create, describe and write topics; the consumers
+    may describe and read topics and use consumer groups. Nothing else is allowed to anyone but
+    the admin (`allow.everyone.if.no.acl.found=false`). Idempotent; returns what it did."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = AdminClient(admin_config(settings))
+    accounts = {KAFKA_PRODUCER_USER: settings.require("kafka_producer_password"),
+                KAFKA_CONSUMER_USER: settings.require("kafka_consumer_password")}
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upserts = [UserScramCredentialUpsertion(user, info, password.encode()) for user, password in accounts.items()]
+    grants = {KAFKA_PRODUCER_USER: [(ResourceType.TOPIC, op) for op in
+                                    (AclOperation.CREATE, AclOperation.DESCRIBE, AclOperation.WRITE)],
+              KAFKA_CONSUMER_USER: [(kind, op) for kind in (ResourceType.TOPIC, ResourceType.GROUP)
+                                    for op in (AclOperation.DESCRIBE, AclOperation.READ)]}
+    acls = [AclBinding(kind, "*", ResourcePatternType.LITERAL, f"User:{user}", "*", operation,
+                       AclPermissionType.ALLOW)
+            for user, rules in grants.items() for kind, operation in rules]
+    try:
+        for future in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).values():
+            future.result()
+        for future in admin.create_acls(acls, request_timeout=timeout).values():
+            future.result()
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: cannot create the pipeline's "
+                               f"accounts ({exc}). Is KAFKA_ADMIN_PASSWORD the broker's?") from exc
+    return [f"account {user} ({KAFKA_SASL_MECHANISM}) with {len(grants[user])} ACLs" for user in accounts]
+
+
 def producer_config(settings: Settings) -> dict:
     return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **client_config(settings, "producer"),
         "enable.idempotence": True,  # implies acks=all and ordered, de-duplicated retries
         "acks": "all",
         "compression.type": "lz4",
@@ -66,7 +154,7 @@ def ensure_topic(settings: Settings, partitions: int = TOPIC_PARTITIONS, timeout
     from confluent_kafka.admin import AdminClient, NewTopic
 
     timeout = settings.service_wait_seconds if timeout is None else timeout
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings, "producer"))
     try:
         if settings.tweets_topic in admin.list_topics(timeout=timeout).topics:
             return
@@ -145,7 +233,7 @@ def watermarks(settings: Settings, topic: str, timeout: float = 30) -> dict[int,
     """(earliest, next) offset of each partition of `topic`; {} if the topic does not exist."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "ai-tweets-watermarks",
+    consumer = Consumer({**client_config(settings, "consumer"), "group.id": "ai-tweets-watermarks",
                          "enable.auto.commit": False})
     try:
         topics = consumer.list_topics(topic, timeout=timeout).topics

@@ -43,6 +43,14 @@ class SettingsError(DeterministicError, ValueError):
 DEFAULT_SPARK_DRIVER_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
 
 
+# Kafka's accounts (SASL/SCRAM): the producer writes the tweets topic, the stream jobs read it;
+# the broker's admin creates them and their ACLs (the stacks' Kafka provisioning).
+KAFKA_PRODUCER_USER = "ai-tweets-producer"
+KAFKA_CONSUMER_USER = "ai-tweets-consumer"
+KAFKA_ADMIN_USER = "admin"
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+KAFKA_SECURITY_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT")
+
 DEFAULT_RETWEETS_PER_15_MIN = 40  # a margin below X's 50, for retweets made by hand on the same account
 DEFAULT_RETWEETS_PER_DAY = 100
 X_USER_CREDENTIALS = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
@@ -121,6 +129,11 @@ class Settings:
     label_studio_annotators: frozenset[str] = frozenset()  # whose annotations become gold (empty: anyone's)
     replay_dir: Path | None = None  # the only folder the Airflow form may replay files from
     service_wait_seconds: int = 60  # how long a stage waits for a service that is down, then fails
+    # Kafka's authentication: the protocol, and the passwords of the producer's and the consumers' accounts
+    kafka_security_protocol: str = "SASL_PLAINTEXT"
+    kafka_producer_password: str | None = field(default=None, repr=False)
+    kafka_consumer_password: str | None = field(default=None, repr=False)
+    kafka_admin_password: str | None = field(default=None, repr=False)  # the stack's provisioning only
     retweet: RetweetSettings = field(default_factory=RetweetSettings)
     # The people's logins of the stack (the demo prints where to find them; the pipeline signs in)
     airflow_admin_password: str | None = field(default=None, repr=False)
@@ -246,6 +259,14 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str:
+    """One of `choices` (the first is the default)."""
+    value = env.get(name, "").strip() or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}.")
+    return value
+
+
 def _emails(env: Mapping[str, str], name: str) -> frozenset[str]:
     """A comma-separated list of e-mail addresses, lower-cased."""
     emails = [value.strip().lower() for value in env.get(name, "").split(",") if value.strip()]
@@ -350,7 +371,8 @@ def timed_schedules(env: Mapping[str, str] | None = None) -> bool:
 # The secrets of the stacks (local and Compose): their `.env.example` value is the placeholder.
 STACK_SECRETS = ("STREAMINGDB_PASSWORD", "STREAMINGDB_READER_PASSWORD", "LABEL_STUDIO_API_KEY",
                  "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY",
-                 "LABEL_STUDIO_PASSWORD", "SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "SPARK_AUTH_SECRET")
+                 "LABEL_STUDIO_PASSWORD", "SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "SPARK_AUTH_SECRET",
+                 "KAFKA_ADMIN_PASSWORD", "KAFKA_PRODUCER_PASSWORD", "KAFKA_CONSUMER_PASSWORD")
 MIN_SECRET_LENGTH = 16
 _WEAK = frozenset({"password", "password1234", "admin", "changeme", "change-me", "secret", "postgres",
                    "airflow", "superset", "letmein", "123456", "12345678", "qwerty"})
@@ -479,6 +501,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         replay_dir=(Path(replay_dir) if Path(replay_dir).is_absolute() else PROJECT_ROOT / replay_dir)
         if replay_dir else None,
         service_wait_seconds=_whole_number(env, "AI_TWEETS_SERVICE_WAIT_SECONDS", 60, 1, 3_600),
+        kafka_security_protocol=_choice(env, "KAFKA_SECURITY_PROTOCOL", KAFKA_SECURITY_PROTOCOLS),
+        kafka_producer_password=_secret(env, "KAFKA_PRODUCER_PASSWORD"),
+        kafka_consumer_password=_secret(env, "KAFKA_CONSUMER_PASSWORD"),
+        kafka_admin_password=_secret(env, "KAFKA_ADMIN_PASSWORD"),
         retweet=retweet_settings(env),
         airflow_admin_password=_optional(env, "AIRFLOW_ADMIN_PASSWORD"),
         superset_admin_password=_optional(env, "SUPERSET_ADMIN_PASSWORD"),

@@ -53,6 +53,8 @@ def spark_session(app_name: str, settings: Settings, *, submitted: bool = False,
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.sql.session.timeZone", "UTC")
+        # Kafka's SASL login (kafka.sasl.jaas.config) never shows in a plan or a log
+        .config("spark.sql.redaction.options.regex", "(?i)url|jaas|password|secret")
         .getOrCreate()
     )
 

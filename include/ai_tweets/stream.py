@@ -309,10 +309,12 @@ def check_data_loss(settings: Settings, name: str, checkpoint: Path, policy: Dat
 
 def start_stream(spark, settings: Settings, job: StreamJob, checkpoint: Path, options: StreamOptions):
     """Start the checkpointed query of `job` over the tweets topic (returns it)."""
+    from ai_tweets.kafka import spark_options
+
     lost = check_data_loss(settings, job.name, checkpoint, options.on_data_loss)
     stream = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**spark_options(settings))
         .option("subscribe", settings.tweets_topic)
         .option("startingOffsets", options.starting_offsets)
         .option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))

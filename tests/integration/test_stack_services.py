@@ -33,9 +33,10 @@ def test_postgres_streamingdb_answers(settings):
 def kafka_topic_with_messages(settings):
     from confluent_kafka import Producer
 
+    from ai_tweets.kafka import client_config
+
     topic = f"stack-test-{uuid.uuid4().hex[:8]}"
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all",
-                         "enable.idempotence": True})
+    producer = Producer({**client_config(settings, "producer"), "acks": "all", "enable.idempotence": True})
     sent = [{"id": str(i), "text": f"message {i}"} for i in range(5)]
     for message in sent:
         producer.produce(topic, key=message["id"], value=json.dumps(message))
@@ -47,8 +48,10 @@ def test_kafka_produce_consume_round_trip(settings, kafka_topic_with_messages):
     from confluent_kafka import Consumer
 
     topic, sent = kafka_topic_with_messages
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": f"g-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
+    from ai_tweets.kafka import client_config
+
+    consumer = Consumer({**client_config(settings, "consumer"), "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     received = []
     deadline = time.monotonic() + 60
@@ -60,20 +63,61 @@ def test_kafka_produce_consume_round_trip(settings, kafka_topic_with_messages):
     assert sorted(received, key=lambda m: m["id"]) == sent
 
 
+def _denied(config: dict, topic: str, role: str) -> str:
+    """What the broker answers when `config` tries `role`'s one thing on `topic`: '' if allowed."""
+    from confluent_kafka import Consumer, KafkaError, Producer
+
+    if role == "produce":
+        errors: list[str] = []
+        producer = Producer({**config, "message.timeout.ms": 10_000})
+        producer.produce(topic, value=b"x", on_delivery=lambda err, _m: err and errors.append(err.name()))
+        producer.flush(20)
+        return errors[0] if errors else ""
+    consumer = Consumer({**config, "group.id": f"g-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is not None and message.error() and message.error().code() != KafkaError._PARTITION_EOF:
+                return message.error().name()
+            if message is not None and not message.error():
+                return ""
+        return "no answer"
+    finally:
+        consumer.close()
+
+
+def test_kafka_asks_who_connects_and_each_account_does_only_its_part(settings, kafka_topic_with_messages):
+    """SASL/SCRAM with ACLs: no login, no stream; the consumers' account cannot write the topic,
+    the producer's cannot read it (and a wrong password is refused)."""
+    from ai_tweets.kafka import client_config
+
+    topic, _ = kafka_topic_with_messages
+    anonymous = {"bootstrap.servers": settings.kafka_bootstrap_servers, "security.protocol": "PLAINTEXT",
+                 "socket.timeout.ms": 5_000}
+    assert _denied(anonymous, topic, "produce"), "a client without a login must not write"
+    wrong = {**client_config(settings, "consumer"), "sasl.password": "not-the-password-at-all"}
+    assert _denied(wrong, topic, "consume"), "a wrong password must be refused"
+    assert "AUTHORIZATION" in _denied(client_config(settings, "consumer"), topic, "produce")
+    assert "AUTHORIZATION" in _denied(client_config(settings, "producer"), topic, "consume")
+    assert _denied(client_config(settings, "consumer"), topic, "consume") == ""
+
+
 def test_spark_reads_kafka_with_the_connector(settings, kafka_topic_with_messages, tmp_path):
     topic, sent = kafka_topic_with_messages
     script = f"""
 import json, sys
+from ai_tweets.kafka import spark_options
 from ai_tweets.settings import load_settings
 from ai_tweets.spark import spark_session
-spark = spark_session("stack-test", load_settings())
-rows = (spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", {settings.kafka_bootstrap_servers!r})
+settings = load_settings()
+spark = spark_session("stack-test", settings)
+rows = (spark.read.format("kafka").options(**spark_options(settings))
         .option("subscribe", {topic!r}).option("startingOffsets", "earliest")
         .option("endingOffsets", "latest").load()
         .selectExpr("CAST(value AS STRING) AS v").collect())
-query = (spark.readStream.format("kafka")
-         .option("kafka.bootstrap.servers", {settings.kafka_bootstrap_servers!r})
+query = (spark.readStream.format("kafka").options(**spark_options(settings))
          .option("subscribe", {topic!r}).option("startingOffsets", "earliest").load()
          .selectExpr("CAST(value AS STRING) AS v").writeStream.format("parquet")
          .option("path", {str(tmp_path / 'out')!r})

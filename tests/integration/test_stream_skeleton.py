@@ -83,10 +83,10 @@ def _delete_before(iso: Isolated, keep_last: int) -> dict[int, tuple[int, int]]:
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    from ai_tweets.kafka import watermarks
+    from ai_tweets.kafka import admin_config, watermarks
 
     before = watermarks(iso.settings, iso.settings.tweets_topic)
-    admin = AdminClient({"bootstrap.servers": iso.settings.kafka_bootstrap_servers})
+    admin = AdminClient(admin_config(iso.settings))  # deleting records is the admin's, as Kafka's retention is
     futures = admin.delete_records([TopicPartition(iso.settings.tweets_topic, p, high - keep_last)
                                     for p, (_, high) in before.items()])
     for future in futures.values():
@@ -164,7 +164,9 @@ def test_offsets_that_expire_under_a_running_job_stop_it(tmp_path):
 def test_the_broker_bounds_its_logs_by_time_and_size(settings):
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    from ai_tweets.kafka import admin_config
+
+    admin = AdminClient(admin_config(settings))
     broker = ConfigResource(ConfigResource.Type.BROKER, "1")
     configs = admin.describe_configs([broker])[broker].result(30)
     assert int(configs["log.retention.bytes"].value) == 1024**3
