@@ -67,23 +67,24 @@ def _denied(config: dict, topic: str, role: str) -> str:
     """What the broker answers when `config` tries `role`'s one thing on `topic`: '' if allowed."""
     from confluent_kafka import Consumer, KafkaError, Producer
 
+    errors: list[str] = []
+    config = {**config, "error_cb": lambda error: errors.append(error.name())}
     if role == "produce":
-        errors: list[str] = []
-        producer = Producer({**config, "message.timeout.ms": 10_000})
-        producer.produce(topic, value=b"x", on_delivery=lambda err, _m: err and errors.append(err.name()))
-        producer.flush(20)
+        producer = Producer({**config, "message.timeout.ms": 8_000})
+        producer.produce(topic, value=b"x", on_delivery=lambda error, _m: error and errors.append(error.name()))
+        producer.flush(15)
         return errors[0] if errors else ""
     consumer = Consumer({**config, "group.id": f"g-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            message = consumer.poll(1.0)
+        while time.monotonic() < deadline and not errors:
+            message = consumer.poll(0.5)
             if message is not None and message.error() and message.error().code() != KafkaError._PARTITION_EOF:
                 return message.error().name()
             if message is not None and not message.error():
                 return ""
-        return "no answer"
+        return errors[0] if errors else "no answer"
     finally:
         consumer.close()
 
