@@ -14,6 +14,8 @@ unexport PYTHONDONTWRITEBYTECODE
 # processes: Context.private_files_env in localstack/runtime.py), so `make clean` removes them.
 export TMPDIR := $(CURDIR)/.local/tmp
 export SPARK_LOCAL_DIRS := $(CURDIR)/.local/tmp
+# Java ignores TMPDIR: the JVMs' own temporary files (and no /tmp/hsperfdata_<user>) likewise.
+export JDK_JAVA_OPTIONS := -Djava.io.tmpdir="$(CURDIR)/.local/tmp" -XX:-UsePerfData
 export XDG_CONFIG_HOME := $(CURDIR)/.local/home/config
 export MPLCONFIGDIR := $(CURDIR)/.local/home/matplotlib
 export KERAS_HOME := $(CURDIR)/.local/home/keras

@@ -283,11 +283,12 @@ class Context:
     def private_files_env(self) -> dict[str, str]:
         """What the services' libraries would write in the user's home or /tmp (temporary files,
         Spark's scratch folders, torch's compile cache, Keras', matplotlib's and MLflow's
-        settings, Label Studio's id)
+        settings, Label Studio's id; every JVM's temporary files and performance-data file)
         goes to .local instead, so `make clean` leaves nothing behind. The Makefile sets the same
         for the processes it runs itself."""
         home = self.local / "home"
         return {"TMPDIR": str(self.local / "tmp"), "SPARK_LOCAL_DIRS": str(self.local / "tmp"),
+                "JDK_JAVA_OPTIONS": java_private_files_options(self.local / "tmp"),
                 "XDG_CONFIG_HOME": str(home / "config"),
                 "MPLCONFIGDIR": str(home / "matplotlib"), "KERAS_HOME": str(home / "keras"),
                 "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -416,6 +417,13 @@ def uv_binary(log: Path) -> Installed:
                     "--no-cache-dir", "--no-deps", "--target", str(folder), f"uv=={UV_VERSION}"],
                    f"installing uv {UV_VERSION} from PyPI", log)
         return _complete(folder, began, installer="pip")
+
+
+def java_private_files_options(tmp: Path) -> str:
+    """JDK_JAVA_OPTIONS for every JVM (Kafka, the Spark jobs): Java ignores TMPDIR and would
+    leave native libraries (lz4, snappy) and Spark's artifact folders in /tmp, and each JVM
+    its /tmp/hsperfdata_<user> file. The path is quoted: a checkout's path may hold a space."""
+    return f'-Djava.io.tmpdir="{tmp}" -XX:-UsePerfData'
 
 
 def uv_env() -> dict[str, str]:
