@@ -33,6 +33,8 @@ from localstack.runtime import (
     Context,
     Installed,
     StackError,
+    cache_dir,
+    cache_lock,
     content_hash,
     http_json,
     http_ok,
@@ -163,7 +165,8 @@ def _link(link: Path, target: Path) -> None:
 PG_USER = "postgres"
 # Databases of the stack's own services, owned by the superuser; `streamingdb` is owned
 # by the pipeline's role (the user of STREAMINGDB_URL).
-SERVICE_DATABASES = ("airflow", "mlflow", "labelstudio", "superset")
+LABEL_STUDIO_DB = "labelstudio"
+SERVICE_DATABASES = ("airflow", "mlflow", LABEL_STUDIO_DB, "superset")
 
 
 def _pg_bin(name: str, required: bool = True) -> str | None:
@@ -330,6 +333,41 @@ def _pg_bootstrap(ctx: Context) -> None:
         """, variables={"db": database})
 
 
+def _database_is_empty(ctx: Context, database: str) -> bool:
+    return psql(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", database=database).strip() == "0"
+
+
+def _pg_tool(ctx: Context, tool: str, *args: str) -> list[str]:
+    return [_pg_bin(tool), "-h", "127.0.0.1", "-p", str(_pg_port(ctx)), "-U", PG_USER, *args]
+
+
+def migrate_from_template(ctx: Context, database: str, key: str, migrate: Callable[[], None]) -> bool:
+    """Bring a service's metadata database to its schema. An empty database is restored from
+    the cache's copy of what the same migrations made (`key`: the service's lock file and
+    configuration), in a second or two where the migrations take 20-60 s; otherwise `migrate`
+    runs, and when it ran on an empty database its result becomes that copy. The copy is taken
+    right after the migrations, before any user, password or token is stored. Returns whether
+    the database was restored."""
+    template = cache_dir() / "db-templates" / f"{database}-{key}.dump"
+    empty = _database_is_empty(ctx, database)
+    env = {**os.environ, "PGPASSWORD": ctx.env["POSTGRES_PASSWORD"]}
+    log = ctx.log_file("postgres")
+    if empty and template.exists():
+        run_logged(_pg_tool(ctx, "pg_restore", "--no-owner", "--no-privileges", "--single-transaction",
+                            "-d", database, str(template)),
+                   f"restoring the {database} database as migrated before", log, env=env)
+        return True
+    migrate()
+    if empty:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        with cache_lock(f"db-template-{database}"):
+            partial = template.with_suffix(f".{os.getpid()}.partial")
+            run_logged(_pg_tool(ctx, "pg_dump", "--format=custom", "-d", database, "-f", str(partial)),
+                       f"keeping the migrated {database} database for the next fresh start", log, env=env)
+            partial.replace(template)
+    return False
+
+
 def superuser_url(ctx: Context, database: str, with_password: bool = True) -> str:
     """SQLAlchemy URL of a service database; without the password, libpq takes PGPASSWORD."""
     password = f":{quote(ctx.env['POSTGRES_PASSWORD'], safe='')}" if with_password else ""
@@ -428,7 +466,7 @@ def _ls_env(ctx: Context) -> dict[str, str]:
     env = {key: value for key, value in ctx.base_env().items() if not key.startswith("PG")}
     env.update({
         "DJANGO_DB": "default",  # without it Label Studio silently uses SQLite
-        "POSTGRE_NAME": "labelstudio",
+        "POSTGRE_NAME": LABEL_STUDIO_DB,
         "POSTGRE_USER": PG_USER,
         "POSTGRE_PASSWORD": ctx.env["POSTGRES_PASSWORD"],
         "POSTGRE_HOST": "127.0.0.1",
@@ -450,6 +488,23 @@ def _ls_env(ctx: Context) -> dict[str, str]:
     return env
 
 
+def _ls_prepare(ctx: Context) -> None:
+    """A fresh database is migrated here (or restored: migrate_from_template), not by `label-studio
+    start`, which then finds it in step and only creates the user."""
+    if _database_is_empty(ctx, LABEL_STUDIO_DB):
+        migrate_from_template(ctx, LABEL_STUDIO_DB, content_hash(ctx.root / "requirements" / "label-studio.txt"),
+                              lambda: run_logged([str(ctx.label_studio_venv / "bin" / "python"), _ls_manage(ctx),
+                                                  "migrate", "--no-color"],
+                                                 "migrating the Label Studio database",
+                                                 ctx.log_file("label-studio"), env=_ls_env(ctx)))
+
+
+def _ls_manage(ctx: Context) -> str:
+    """Label Studio's Django manage.py, inside its environment."""
+    return glob.glob(str(ctx.label_studio_venv / "lib" / "python*" / "site-packages" / "label_studio"
+                         / "manage.py"))[0]
+
+
 def _ls_healthy(ctx: Context) -> bool:
     return http_ok(f"{ctx.settings.label_studio_url}/health", "UP")
 
@@ -459,8 +514,7 @@ def _ls_sync_token(ctx: Context) -> None:
     if http_ok(f"{ctx.settings.label_studio_url}/api/version",
                headers={"Authorization": f"Token {ctx.env['LABEL_STUDIO_API_KEY']}"}):
         return
-    manage = glob.glob(str(ctx.label_studio_venv / "lib" / "python*" / "site-packages" / "label_studio"
-                           / "manage.py"))[0]
+    manage = _ls_manage(ctx)
     code = ("import os; from rest_framework.authtoken.models import Token; from users.models import User; "
             "user = User.objects.get(email=os.environ['LABEL_STUDIO_USERNAME']); "
             "Token.objects.filter(user=user).update(key=os.environ['LABEL_STUDIO_USER_TOKEN'])")
@@ -506,8 +560,13 @@ def _superset_prepare(ctx: Context) -> None:
     if marker.exists() and migrated:
         return
     superset, env, log = str(_superset_venv(ctx) / "bin" / "superset"), _superset_env(ctx), ctx.log_file("superset")
-    run_logged([superset, "db", "upgrade"], "migrating the Superset database", log, env=env)
-    run_logged([superset, "init"], "initializing Superset roles and permissions", log, env=env)
+
+    def migrate() -> None:
+        run_logged([superset, "db", "upgrade"], "migrating the Superset database", log, env=env)
+        run_logged([superset, "init"], "initializing Superset roles and permissions", log, env=env)
+
+    key = content_hash(ctx.root / "requirements" / "superset.txt", ctx.root / "superset" / "superset_config.py")
+    migrate_from_template(ctx, "superset", key, migrate)
     users = psql(ctx, "SELECT count(*) FROM ab_user WHERE username = 'admin'", database="superset").strip()
     if users == "0":
         _superset_admin(ctx, "creating the Superset admin")
@@ -599,9 +658,9 @@ def _airflow_prepare(ctx: Context) -> None:
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({"admin": ctx.env["AIRFLOW_ADMIN_PASSWORD"]}))
     passwords.chmod(0o600)
-    run_logged([str(ctx.pipeline_venv / "bin" / "airflow"), "db", "migrate"],
-               "migrating the Airflow database", ctx.log_file("airflow-apiserver"),
-               env=_airflow_env(ctx))
+    migrate_from_template(ctx, "airflow", content_hash(ctx.root / "requirements.txt"), lambda: run_logged(
+        [str(ctx.pipeline_venv / "bin" / "airflow"), "db", "migrate"], "migrating the Airflow database",
+        ctx.log_file("airflow-apiserver"), env=_airflow_env(ctx)))
 
 
 def _airflow_health(ctx: Context) -> dict:
@@ -692,6 +751,7 @@ SERVICES: list[Service] = [
     Service(
         name="label-studio",
         installs=(install_uv, install_label_studio_env),
+        prepare=_ls_prepare,
         argv=_ls_argv,
         env=_ls_env,
         healthy=_ls_healthy,

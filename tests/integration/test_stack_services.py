@@ -212,3 +212,50 @@ def test_each_ui_asks_who_you_are(settings, service, path):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{getattr(settings, service)}{path}", timeout=30).close()
     assert refused.value.code in (401, 403), refused.value.code
+
+
+def test_a_fresh_service_database_is_restored_from_the_copy_its_migrations_made(tmp_path, monkeypatch):
+    """A service's metadata database is migrated once per lock file: an empty one later gets the
+    cached copy of the migrated schema (not the users or secrets stored after it); a database
+    that is not empty is migrated as before and leaves the copy alone."""
+    from localstack.runtime import Context
+    from localstack.services import migrate_from_template, psql
+
+    monkeypatch.setenv("AI_TWEETS_CACHE", str(tmp_path))
+    ctx = Context.load()
+    database = f"template_probe_{uuid.uuid4().hex[:8]}"
+    migrated: list[str] = []
+
+    def migrate() -> None:
+        migrated.append(database)
+        psql(ctx, "CREATE TABLE schema_version (version int); INSERT INTO schema_version VALUES (42);"
+                  "CREATE TABLE app_user (name text);", database=database)
+
+    def rows(table: str) -> list[str]:
+        return psql(ctx, 'SELECT * FROM :"table" ORDER BY 1', database=database, variables={"table": table}).split()
+
+    psql(ctx, f"CREATE DATABASE {database}")
+    try:
+        assert migrate_from_template(ctx, database, "k1", migrate) is False
+        assert migrated == [database]
+        (template,) = (tmp_path / "db-templates").glob(f"{database}-k1.dump")
+        psql(ctx, "INSERT INTO app_user VALUES ('admin')", database=database)  # a user made after the copy
+
+        psql(ctx, f"DROP DATABASE {database}")
+        psql(ctx, f"CREATE DATABASE {database}")
+        assert migrate_from_template(ctx, database, "k1", migrate) is True, "an empty database is restored"
+        assert migrated == [database], "…without running the migrations"
+        assert rows("schema_version") == ["42"] and rows("app_user") == []
+
+        copied = template.stat().st_mtime_ns
+        assert migrate_from_template(ctx, database, "k1", lambda: migrated.append("again")) is False
+        assert migrated == [database, "again"], "a database that is not empty is migrated"
+        assert template.stat().st_mtime_ns == copied
+
+        psql(ctx, f"DROP DATABASE {database}")
+        psql(ctx, f"CREATE DATABASE {database}")
+        assert migrate_from_template(ctx, database, "k2", migrate) is False, "another lock file: migrated"
+        assert sorted(p.name for p in (tmp_path / "db-templates").iterdir()) == [f"{database}-k1.dump",
+                                                                                  f"{database}-k2.dump"]
+    finally:
+        psql(ctx, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
