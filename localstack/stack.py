@@ -229,8 +229,10 @@ def stop_jobs(ctx: Context) -> None:
     for pid_file in sorted((ctx.settings.data_dir / "run").glob("*.pid")):
         job = job_status(pid_file.stem, ctx.settings)  # pid and start time: never a reused pid
         if job["state"] == "running":
-            print(f"stopping job {pid_file.stem} (pid {job['pid']})", flush=True)
+            print(f"stopping job {pid_file.stem} (pid {job['pid']}) …", flush=True)
+            began = time.monotonic()
             ctx.stop_group(job["pid"], signal.SIGTERM, 30)
+            print(f"stopping job {pid_file.stem}: done in {time.monotonic() - began:.0f} s", flush=True)
         pid_file.unlink(missing_ok=True)
 
 
@@ -243,8 +245,10 @@ def down(ctx: Context, services: list[Service]) -> None:
         if not pid:
             continue
         if alive(pid):
-            print(f"stopping {service.name} (pid {pid})", flush=True)
+            print(f"stopping {service.name} (pid {pid}) …", flush=True)
+            began = time.monotonic()
             ctx.stop_group(pid, service.stop_signal, service.stop_timeout)
+            print(f"stopping {service.name}: done in {time.monotonic() - began:.0f} s", flush=True)
         pid_file.unlink(missing_ok=True)
     print("stack down")
 
