@@ -307,10 +307,16 @@ class Context:
         return proc.pid
 
     @staticmethod
-    def stop_group(pid: int, sig: int, timeout: float) -> None:
-        """Signal the service's whole process group; escalate to SIGKILL after `timeout`."""
+    def stop_group(pid: int, sig: int, timeout: float, whole_group: bool = False) -> None:
+        """Signal the group's leader (a service, which stops its own children), or with
+        `whole_group` every process of the group (a job, whose leader only logs its child's
+        output and waits for it); escalate to SIGKILL on the group after `timeout`."""
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+            if whole_group:
+                os.killpg(pid, sig)
+                os.killpg(pid, signal.SIGCONT)  # a stopped process acts on the signal
+            else:
+                os.kill(pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not alive(pid) and not _group_members(pid):

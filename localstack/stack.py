@@ -231,7 +231,7 @@ def stop_jobs(ctx: Context) -> None:
         if job["state"] == "running":
             print(f"stopping job {pid_file.stem} (pid {job['pid']}) …", flush=True)
             began = time.monotonic()
-            ctx.stop_group(job["pid"], signal.SIGTERM, 30)
+            ctx.stop_group(job["pid"], signal.SIGTERM, 30, whole_group=True)  # as ai_tweets.jobs.stop_job
             print(f"stopping job {pid_file.stem}: done in {time.monotonic() - began:.0f} s", flush=True)
         pid_file.unlink(missing_ok=True)
 
