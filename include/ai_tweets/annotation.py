@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from ai_tweets.dataset import refresh_label_counts
+from ai_tweets.errors import NotPreparedError
 from ai_tweets.retrying import Backoff, retry_call
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 from ai_tweets.storage import connect, table_exists, update_columns
@@ -420,7 +421,7 @@ def push_uncertain_tasks(settings: Settings, splits: Sequence[str] = PUSH_SPLITS
     with connect(settings) as conn:
         tables = _existing_tables(conn, settings, splits)
         if not tables:
-            raise LookupError(f"no split tables of version {settings.dataset_version} "
+            raise NotPreparedError(f"no split tables of version {settings.dataset_version} "
                               f"({', '.join(splits)}): run `ai-tweets prepare` first")
         with _push_lock(conn, settings):
             tasks = _project_tasks(client, project_id)
