@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -346,8 +347,9 @@ def migrate_from_template(ctx: Context, database: str, key: str, migrate: Callab
     the cache's copy of what the same migrations made (`key`: the service's lock file and
     configuration), in a second or two where the migrations take 20-60 s; otherwise `migrate`
     runs, and when it ran on an empty database its result becomes that copy. The copy is taken
-    right after the migrations, before any user, password or token is stored. Returns whether
-    the database was restored."""
+    right after the migrations, before any password from .env or token is stored (a service may
+    put in a user with a random password nobody knows, which it replaces). Returns whether the
+    database was restored."""
     template = cache_dir() / "db-templates" / f"{database}-{key}.dump"
     empty = _database_is_empty(ctx, database)
     env = {**os.environ, "PGPASSWORD": ctx.env["POSTGRES_PASSWORD"]}
@@ -526,6 +528,11 @@ def _ls_sync_token(ctx: Context) -> None:
 # --- Superset (own virtual environment; the dashboard is provisioned from the repo) ------
 
 
+SUPERSET_ADMIN_SCRIPT = Path(__file__).resolve().parents[1] / "superset" / "admin_user.py"
+# Werkzeug's PBKDF2 format, which Flask-AppBuilder checks logins against (`check_password_hash`).
+_PBKDF2_ITERATIONS = 600_000
+
+
 def _superset_venv(ctx: Context) -> Path:
     return SUPERSET_ENV.path(ctx.root)
 
@@ -552,7 +559,9 @@ def _superset_env(ctx: Context) -> dict[str, str]:
 
 def _superset_prepare(ctx: Context) -> None:
     """Migrate the metadata database, create the admin and the roles: once per lock file
-    (the marker names its hash) and again if the `superset` database was emptied."""
+    (the marker names its hash) and again if the `superset` database was emptied. The admin's
+    password is set from .env by SQL (`_superset_set_admin_password`), in a second: Superset's
+    own way loads the whole app, 30 s on 2 cores, on the path of every fresh start."""
     home = ctx.local / "superset"
     home.mkdir(parents=True, exist_ok=True)
     marker = home / f".initialized-{content_hash(ctx.root / 'requirements' / 'superset.txt')}"
@@ -564,11 +573,14 @@ def _superset_prepare(ctx: Context) -> None:
     def migrate() -> None:
         run_logged([superset, "db", "upgrade"], "migrating the Superset database", log, env=env)
         run_logged([superset, "init"], "initializing Superset roles and permissions", log, env=env)
+        # The copy of the migrated database keeps the admin with a password nobody knows; the one
+        # from .env replaces it below, on this start and on every start restored from the copy.
+        _superset_admin(ctx, "creating the Superset admin", password=secrets.token_urlsafe(32))
 
-    key = content_hash(ctx.root / "requirements" / "superset.txt", ctx.root / "superset" / "superset_config.py")
+    key = content_hash(ctx.root / "requirements" / "superset.txt", ctx.root / "superset" / "superset_config.py",
+                       SUPERSET_ADMIN_SCRIPT)
     migrate_from_template(ctx, "superset", key, migrate)
-    users = psql(ctx, "SELECT count(*) FROM ab_user WHERE username = 'admin'", database="superset").strip()
-    if users == "0":
+    if not _superset_set_admin_password(ctx):  # a database migrated without its admin
         _superset_admin(ctx, "creating the Superset admin")
     for stale in home.glob(".initialized-*"):
         stale.unlink()
@@ -595,13 +607,34 @@ def _superset_sync_admin(ctx: Context) -> None:
     except urllib.error.HTTPError as exc:
         if exc.code != 401:
             return  # not a password problem: provisioning reports it
-    _superset_admin(ctx, "updating the Superset admin password from .env")
+    _superset_set_admin_password(ctx)
 
 
-def _superset_admin(ctx: Context, label: str) -> None:
-    """Create the admin or set its password; the password goes by the environment, never argv."""
-    run_logged([str(_superset_venv(ctx) / "bin" / "python"), str(ctx.root / "superset" / "admin_user.py")],
-               label, ctx.log_file("superset"), env=_superset_env(ctx))
+def superset_password_hash(password: str) -> str:
+    """`password` as Werkzeug stores it (`pbkdf2:sha256:<iterations>$<salt>$<hex>`), made with
+    the standard library: the stack sets Superset's admin password without loading Superset."""
+    salt = secrets.token_hex(8)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), _PBKDF2_ITERATIONS).hex()
+    return f"pbkdf2:sha256:{_PBKDF2_ITERATIONS}${salt}${digest}"
+
+
+def _superset_set_admin_password(ctx: Context) -> bool:
+    """Set the admin's password to SUPERSET_ADMIN_PASSWORD by SQL (the hash goes in on stdin);
+    False if there is no admin to set it for."""
+    updated = psql(ctx, "UPDATE ab_user SET password = :'hash', changed_on = now() WHERE username = 'admin' "
+                        "RETURNING id", database="superset",
+                   variables={"hash": superset_password_hash(ctx.env["SUPERSET_ADMIN_PASSWORD"])})
+    return bool(updated.strip())
+
+
+def _superset_admin(ctx: Context, label: str, password: str | None = None) -> None:
+    """Create the admin (or set its password) with Superset's own code; the password goes by the
+    environment, never argv: SUPERSET_ADMIN_PASSWORD from .env unless `password` is given."""
+    env = _superset_env(ctx)
+    if password is not None:
+        env["SUPERSET_ADMIN_PASSWORD"] = password
+    run_logged([str(_superset_venv(ctx) / "bin" / "python"), str(SUPERSET_ADMIN_SCRIPT)],
+               label, ctx.log_file("superset"), env=env)
 
 
 def _superset_provision(ctx: Context) -> None:

@@ -94,3 +94,15 @@ def test_a_logged_command_line_never_shows_a_secret():
                       "--api-token=abc123", "--secret-key", "k3y", "plain"]) == [
         "superset", "fab", "reset-password", "--username", "admin", "--password", "***",
         "--api-token=***", "--secret-key", "***", "plain"]
+
+
+def test_the_superset_admin_password_is_hashed_the_way_flask_appbuilder_checks_it():
+    """The stack sets Superset's admin password by SQL with a hash made by the standard library;
+    Werkzeug (what Flask-AppBuilder checks a login with) must accept it, and only it."""
+    from werkzeug.security import check_password_hash
+
+    stored = services.superset_password_hash("pa$$ wörd'\\")
+    assert stored.startswith("pbkdf2:sha256:") and "wörd" not in stored
+    assert check_password_hash(stored, "pa$$ wörd'\\")
+    assert not check_password_hash(stored, "pa$$ word'\\")
+    assert services.superset_password_hash("x") != services.superset_password_hash("x"), "salted"
