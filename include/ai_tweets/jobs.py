@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -210,7 +211,9 @@ def ensure_classifier(retweet: bool = False) -> dict:
     # The job rides out a model-serving outage by itself (it waits and retries). The task waits
     # AI_TWEETS_SERVICE_WAIT_SECONDS (a new champion takes seconds to load), then fails, so that
     # the outage shows in Airflow; its retries report when serving is back.
-    wait = settings.service_wait()
+    # A champion loading is polled for every 2 s at most: doubling delays would overshoot its
+    # readiness by up to half the time waited.
+    wait = dataclasses.replace(settings.service_wait(), max_delay=2.0)
 
     def gave_up(exc: BaseException, _attempts: int, waited: float) -> ServiceDown:
         return ServiceDown(f"{exc} The classify job (pid {job.get('pid')}) is running and waits for it; "

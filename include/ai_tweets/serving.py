@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
 REJECTED_TAG = "serving_rejected"
+# While nothing is served, the registry is asked this often for a first champion (a new stack's
+# first training is waited for by the demo and by the classify stream); then every poll_seconds.
+WAITING_POLL_SECONDS = 2.0
 SMOKE_TEXTS = ("New paper: a transformer model for protein folding https://arxiv.org/abs/2401.00001",
                "Great game last night, what a finish!", "", "😀 ‏עברית‏ emoji and right-to-left text")
 
@@ -235,7 +238,7 @@ class ServingSupervisor:
                     self._stop_child()
                     failures = 0 if self._start_or_fail(version, stop, failures) else failures + 1
                     continue
-                stop.wait(self.poll_seconds)
+                stop.wait(self.poll_seconds if self.child is not None else min(self.poll_seconds, WAITING_POLL_SECONDS))
         finally:
             self._stop_child()
             self._write_state("stopped")
