@@ -135,6 +135,15 @@ def build_model(texts_for_vocab: Sequence[str], max_tokens: int = 50_000, seed: 
     The two logits add up before the sigmoid. Everything runs in the TensorFlow graph: serving
     needs only the saved `.keras` file.
     """
+    return _build(texts_for_vocab, max_tokens, seed, hidden_units, l2)[0]
+
+
+def _build(texts_for_vocab: Sequence[str], max_tokens: int, seed: int, hidden_units: int,
+           l2: float) -> tuple[keras.Model, keras.Model]:
+    """`build_model`'s model, and its head: the same layers after the text processing, taking
+    the multi-hot words and the signals as inputs. Training fits the head on features computed
+    once (`_features`): the text processing costs far more than the layers, and ran on every
+    tweet in every epoch when the whole model was fitted."""
     import keras
     import tensorflow as tf
 
@@ -143,15 +152,33 @@ def build_model(texts_for_vocab: Sequence[str], max_tokens: int = 50_000, seed: 
         max_tokens=max_tokens, standardize=standardize_tweet, ngrams=2, output_mode="multi_hot", sparse=True,
         name="vectorize")
     vectorize.adapt(tf.data.Dataset.from_tensor_slices(_clean(texts_for_vocab)).batch(PREDICT_BATCH_ROWS))
+    signals = _signal_layer()(name="signals")
+    word_logit = keras.layers.Dense(1, kernel_regularizer=keras.regularizers.L2(l2), name="word_logit")
+    hidden = keras.layers.Dense(hidden_units, activation="relu", name="signal_hidden")
+    signal_logit = keras.layers.Dense(1, name="signal_logit")
+    logit = keras.layers.Add(name="logit")
+    probability = keras.layers.Activation("sigmoid", name=PROBABILITY_COLUMN)
+
+    def head(words: Any, flags: Any) -> Any:
+        return probability(logit([word_logit(words), signal_logit(hidden(flags))]))
+
     inputs = keras.Input(shape=(), dtype="string", name=TEXT_COLUMN)
-    word_logit = keras.layers.Dense(1, kernel_regularizer=keras.regularizers.L2(l2), name="word_logit")(
-        vectorize(inputs))
-    signals = _signal_layer()(name="signals")(inputs)
-    hidden = keras.layers.Dense(hidden_units, activation="relu", name="signal_hidden")(signals)
-    signal_logit = keras.layers.Dense(1, name="signal_logit")(hidden)
-    logit = keras.layers.Add(name="logit")([word_logit, signal_logit])
-    outputs = keras.layers.Activation("sigmoid", name=PROBABILITY_COLUMN)(logit)
-    return keras.Model(inputs, outputs, name="ai_tweet_classifier")
+    model = keras.Model(inputs, head(vectorize(inputs), signals(inputs)), name="ai_tweet_classifier")
+    words_in = keras.Input(shape=(vectorize.vocabulary_size(),), sparse=True, name="words")
+    flags_in = keras.Input(shape=(signals.compute_output_shape((None,))[1],), name="signals")
+    return model, keras.Model([words_in, flags_in], head(words_in, flags_in), name="head")
+
+
+def _features(model: keras.Model, texts: Sequence[Any]) -> tuple[Any, Any]:
+    """The head's inputs for `texts`: multi-hot words (sparse) and signals, computed once."""
+    import tensorflow as tf
+
+    cleaned = _clean(texts)
+    vectorize, signals = model.get_layer("vectorize"), model.get_layer("signals")
+    chunks = [tf.constant(cleaned[start:start + PREDICT_BATCH_ROWS])
+              for start in range(0, len(cleaned), PREDICT_BATCH_ROWS)]
+    words = tf.sparse.concat(0, [vectorize(chunk) for chunk in chunks])
+    return words, tf.concat([signals(chunk) for chunk in chunks], 0)
 
 
 def load_keras_model(path: str | Path) -> keras.Model:
@@ -181,6 +208,11 @@ def predict_probabilities(model: keras.Model, texts: Iterable[Any],
     return np.clip(np.concatenate(chunks).reshape(-1).astype(np.float64), 0.0, 1.0)
 
 
+def _head_probabilities(head: keras.Model, features: tuple[Any, Any]) -> np.ndarray:
+    """P(AI) from features already computed (`_features`): what the whole model gives their texts."""
+    return np.clip(head(features, training=False).numpy().reshape(-1).astype(np.float64), 0.0, 1.0)
+
+
 # --- training and evaluation ---------------------------------------------------------------
 
 @dataclass
@@ -196,12 +228,12 @@ class TrainedModel:
         return predict_probabilities(self.model, texts)
 
 
-def _as_dataset(texts: Sequence[Any], targets: np.ndarray, batch_size: int, shuffle_seed: int | None,
+def _as_dataset(features: tuple[Any, Any], targets: np.ndarray, batch_size: int, shuffle_seed: int | None,
                 weights: np.ndarray | None = None) -> Any:
     import tensorflow as tf
 
-    inputs = tf.constant(_clean(texts))
-    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets) if weights is None else (inputs, targets, weights))
+    dataset = tf.data.Dataset.from_tensor_slices((features, targets) if weights is None
+                                                 else (features, targets, weights))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -258,19 +290,21 @@ def train(train_texts: Sequence[Any], train_targets: Iterable[float],
     hyperparameters = {"architecture": "words+signals", "max_tokens": max_tokens, "hidden_units": hidden_units,
                        "l2": l2, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "patience": patience, "seed": seed}
-    model = build_model(train_texts, max_tokens, seed, hidden_units, l2)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+    model, head = _build(train_texts, max_tokens, seed, hidden_units, l2)
+    head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    # shuffle=False: the training dataset reshuffles itself each epoch, seeded.
-    history = model.fit(_as_dataset(train_texts, train_y, batch_size, seed, weights),
-                        validation_data=_as_dataset(dev_texts, dev_y, PREDICT_BATCH_ROWS, None),
-                        epochs=epochs, callbacks=[stop], shuffle=False, verbose=verbose)
+    # shuffle=False: the training dataset reshuffles itself each epoch, seeded. The head shares
+    # its layers with the model, so the model ends with the weights fitted here.
+    train_features, dev_features = _features(model, train_texts), _features(model, dev_texts)
+    history = head.fit(_as_dataset(train_features, train_y, batch_size, seed, weights),
+                       validation_data=_as_dataset(dev_features, dev_y, PREDICT_BATCH_ROWS, None),
+                       epochs=epochs, callbacks=[stop], shuffle=False, verbose=verbose)
     hard = (np.asarray(list(dev_labels)) if dev_labels is not None else dev_y >= 0.5).astype(int)
-    texts = list(dev_texts)
+    probabilities = _head_probabilities(head, dev_features)
     if train_labels is not None:
         hard = np.concatenate([hard, np.asarray(list(train_labels)).astype(int)])
-        texts += list(train_texts)
-    threshold = choose_threshold(predict_probabilities(model, texts), hard)
+        probabilities = np.concatenate([probabilities, _head_probabilities(head, train_features)])
+    threshold = choose_threshold(probabilities, hard)
     hyperparameters["best_epoch"] = stop.best_epoch + 1
     hyperparameters["vocabulary_size"] = model.get_layer("vectorize").vocabulary_size()
     curves = {name: [float(value) for value in values] for name, values in history.history.items()}
