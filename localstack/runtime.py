@@ -258,6 +258,14 @@ class Context:
             return "(no log yet)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def since_start(self, name: str) -> str:
+        """The service's log since its last start (the `=== <time> $ <command>` line `spawn` writes)."""
+        path = self.log_file(name)
+        if not path.exists():
+            return ""
+        text = path.read_text(errors="replace")
+        return text[text.rfind("\n=== ") + 1:]
+
     # -- addresses -------------------------------------------------------------------
     def port_of(self, variable: str) -> int:
         value = self.env[variable].split(",")[0]
@@ -273,6 +281,7 @@ class Context:
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("AIRFLOW__") and key != "PYTHONDONTWRITEBYTECODE"}
         env.update(self.env)
+        env.setdefault("MLFLOW_TRACKING_USERNAME", self.settings.mlflow_username)  # MLflow's clients sign in
         env["PATH"] = os.pathsep.join([str(self.local / "bin"), str(self.pipeline_venv / "bin"),
                                        env.get("PATH", "")])
         env["PYTHONPATH"] = str(self.root / "include")
