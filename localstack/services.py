@@ -167,7 +167,8 @@ PG_USER = "postgres"
 # Databases of the stack's own services, owned by the superuser; `streamingdb` is owned
 # by the pipeline's role (the user of STREAMINGDB_URL).
 LABEL_STUDIO_DB = "labelstudio"
-SERVICE_DATABASES = ("airflow", "mlflow", LABEL_STUDIO_DB, "superset")
+MLFLOW_AUTH_DB = "mlflow_auth"  # MLflow's accounts and permissions (its basic-auth app)
+SERVICE_DATABASES = ("airflow", "mlflow", MLFLOW_AUTH_DB, LABEL_STUDIO_DB, "superset")
 
 
 def _pg_bin(name: str, required: bool = True) -> str | None:
@@ -435,7 +436,8 @@ def _kafka_argv(ctx: Context) -> list[str]:
 
 
 def _kafka_healthy(ctx: Context) -> bool:
-    return port_open(_kafka_ports(ctx)[0]) and "Kafka Server started" in ctx.tail("kafka", 400)
+    # Since its start, not in the last lines: a busy broker logs thousands after it.
+    return port_open(_kafka_ports(ctx)[0]) and "Kafka Server started" in ctx.since_start("kafka")
 
 
 # --- MLflow tracking server -------------------------------------------------------------
@@ -443,16 +445,43 @@ def _kafka_healthy(ctx: Context) -> bool:
 
 def _mlflow_argv(ctx: Context) -> list[str]:
     port = ctx.port_of("MLFLOW_TRACKING_URI")
-    return [str(ctx.pipeline_venv / "bin" / "mlflow"), "server",
+    return [str(ctx.pipeline_venv / "bin" / "mlflow"), "server", "--app-name", "basic-auth",
             "--backend-store-uri", superuser_url(ctx, "mlflow", with_password=False),
             "--artifacts-destination", str(ctx.local / "mlflow" / "artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
 
 
+def _mlflow_auth_config(ctx: Context) -> Path:
+    return ctx.local / "mlflow" / "basic_auth.ini"
+
+
+def _mlflow_prepare(ctx: Context) -> None:
+    """The basic-auth app's configuration: accounts in their own database; any signed-in user
+    may read (the `viewer` account, `_mlflow_accounts`); the pipeline's account is the admin.
+    A checked login is cached for 5 minutes: the password hash costs ~0.3 s of CPU per request."""
+    path = _mlflow_auth_config(ctx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([
+        "[mlflow]", "default_permission = READ",
+        f"database_uri = {superuser_url(ctx, MLFLOW_AUTH_DB, with_password=False)}",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+        "grant_default_workspace_access = false", "auth_cache_ttl_seconds = 300", ""]))
+
+
 def _mlflow_env(ctx: Context) -> dict[str, str]:
-    # libpq reads the password from PGPASSWORD, so it never shows in `ps`.
+    # libpq reads the password from PGPASSWORD, so it never shows in `ps`. The admin account is
+    # created at the first start from MLFLOW_AUTH_ADMIN_*; MLFLOW_FLASK_SERVER_SECRET_KEY is in .env.
     return {**ctx.base_env(), "PGPASSWORD": ctx.env["POSTGRES_PASSWORD"],
+            "MLFLOW_AUTH_CONFIG_PATH": str(_mlflow_auth_config(ctx)),
+            "MLFLOW_AUTH_ADMIN_USERNAME": ctx.settings.mlflow_username,
+            "MLFLOW_AUTH_ADMIN_PASSWORD": ctx.env["MLFLOW_TRACKING_PASSWORD"],
             "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def _mlflow_accounts(ctx: Context) -> None:
+    """The read-only account for people, created or updated by the pipeline's admin account."""
+    run_logged([str(ctx.pipeline_venv / "bin" / "python"), "-m", "ai_tweets.cli", "mlflow-accounts"],
+               "creating MLflow's read-only account", ctx.log_file("mlflow"), env=ctx.base_env())
 
 
 # --- Label Studio (own virtual environment) ---------------------------------------------
@@ -763,9 +792,11 @@ SERVICES: list[Service] = [
     Service(
         name="mlflow",
         installs=PIPELINE_INSTALLS,
+        prepare=_mlflow_prepare,
         argv=_mlflow_argv,
         env=_mlflow_env,
         healthy=lambda ctx: http_ok(f"{ctx.settings.mlflow_tracking_uri}/health", "OK"),
+        after_start=_mlflow_accounts,
         url=lambda ctx: ctx.settings.mlflow_tracking_uri,
         ports=lambda ctx: [ctx.port_of("MLFLOW_TRACKING_URI")],
         port_setting="MLFLOW_TRACKING_URI",

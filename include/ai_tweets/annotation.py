@@ -384,7 +384,7 @@ def _model_scores(settings: Settings, texts: Sequence[str], model_uri: str | Non
 
     uri = model_uri or f"models:/{settings.model_name}@{classifier.CHAMPION}"
     try:
-        loaded = classifier.load_classifier(uri, settings.mlflow_tracking_uri)
+        loaded = classifier.load_classifier(uri, settings.mlflow_uri())
         probabilities = classifier.predict_texts(loaded, texts)
     except Exception as exc:  # no champion yet, MLflow down, a broken artifact: all fall back to weak
         log.warning("could not score the candidates with %s (%s: %s): ranking by the weak labels' uncertainty",

@@ -12,15 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ai_tweets.retrying import STREAM_WAIT_SECONDS
-from ai_tweets.settings import SettingsError, load_settings
-
-SECRET_FIELDS = {"streamingdb_password", "streamingdb_reader_password", "label_studio_api_key", "x_bearer_token"}
+from ai_tweets.settings import SettingsError, environment, load_settings
 
 
 def _settings_command(_: argparse.Namespace) -> int:
+    import dataclasses
+
     settings = load_settings()
+    secret = {item.name for item in dataclasses.fields(settings) if not item.repr}  # a secret stays out of repr
     for name, value in vars(settings).items():
-        shown = "***" if name in SECRET_FIELDS and value else value
+        shown = "***" if name in secret and value else value
         print(f"{name.upper():<26}{shown}")
     return 0
 
@@ -190,6 +191,18 @@ def _annotate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mlflow_accounts_command(_: argparse.Namespace) -> int:
+    from ai_tweets.tracking import claim_pipeline_names, ensure_viewer
+
+    password = environment().get("MLFLOW_VIEWER_PASSWORD", "").strip()
+    if not password:
+        raise SettingsError("MLFLOW_VIEWER_PASSWORD is not set: the read-only account needs a password.")
+    settings = load_settings()
+    for line in [*claim_pipeline_names(settings), ensure_viewer(settings, password)]:
+        print(line)
+    return 0
+
+
 def _kafka_accounts_command(_: argparse.Namespace) -> int:
     from ai_tweets.kafka import provision_accounts
 
@@ -223,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     secrets.set_defaults(handler=_check_secrets_command)
     commands.add_parser("kafka-accounts", help="create or update the pipeline's Kafka accounts and ACLs "
                         "(as the broker's admin; run by the stack)").set_defaults(handler=_kafka_accounts_command)
+    commands.add_parser("mlflow-accounts", help="create the pipeline's registered model and experiments, and "
+                        "MLflow's read-only account `viewer` (as the pipeline's admin account; run by the "
+                        "stack)").set_defaults(handler=_mlflow_accounts_command)
     health = commands.add_parser("health", help="check that every service answers")
     health.add_argument("services", nargs="*", metavar="SERVICE",
                         help="postgres, kafka, mlflow, label_studio, airflow (default: all)")

@@ -168,7 +168,7 @@ def _champion_metrics(settings) -> dict:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_uri())
     try:
         version = client.get_model_version_by_alias(settings.model_name, "champion")
     except MlflowException:
@@ -225,7 +225,8 @@ def _print_summary(settings, summary: dict, make_started: float | None) -> None:
           f"(admin / {shown_secret(settings.airflow_admin_password, 'AIRFLOW_ADMIN_PASSWORD')})")
     print(f"  Label Studio  {settings.label_studio_url}  ({settings.label_studio_username or ''} / "
           f"{shown_secret(settings.label_studio_password, 'LABEL_STUDIO_PASSWORD')})")
-    print(f"  MLflow        {settings.mlflow_tracking_uri}  (no login)")
+    print(f"  MLflow        {settings.mlflow_tracking_uri}  (viewer / MLFLOW_VIEWER_PASSWORD in .env; the "
+          f"pipeline's account: {settings.mlflow_username} / MLFLOW_TRACKING_PASSWORD)")
     print(f"  Model serving {settings.model_serving_url}/invocations  (no login)")
     print(f"\nThe stack and the live stream keep running (`make status`); the producer's log is "
           f"{settings.data_dir / 'logs' / 'live-producer.log'}. `make down` stops everything.")

@@ -35,6 +35,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import mlflow.pyfunc  # noqa: E402 - after these defaults
 
+from ai_tweets.tracking import CLASSIFIER_EXPERIMENT  # noqa: E402
+
 if TYPE_CHECKING:
     import keras
     from mlflow import MlflowClient
@@ -459,7 +461,7 @@ def _loggable_metrics(values: Mapping[str, Any]) -> dict[str, float]:
 def log_and_register(trained: TrainedModel, metrics: Mapping[str, Any], *, tracking_uri: str, model_name: str,
                      params: Mapping[str, Any] | None = None, plots: Iterable[str | Path] = (),
                      tags: Mapping[str, str] | None = None, dataset_info: Mapping[str, Any] | None = None,
-                     experiment_name: str = "ai-tweet-classifier") -> ModelVersion:
+                     experiment_name: str = CLASSIFIER_EXPERIMENT) -> ModelVersion:
     """Log one training run and register its pyfunc as a new version of `model_name`.
 
     Uses the active MLflow run if there is one, else starts (and ends) a run in

@@ -26,13 +26,13 @@ from ai_tweets.tables import (
     split_table_name,
     summary_table_ddl,
 )
+from ai_tweets.tracking import WEAK_LABEL_EXPERIMENT
 
 if TYPE_CHECKING:  # pandas is imported by the functions that use it, not by DAG files
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-WEAK_LABEL_EXPERIMENT = "ai-tweets-weak-labels"
 LABEL_MODEL_ARTIFACT = "label_model/label_model.pkl"
 FRAME_COLUMNS = ("tweet_id", "text", "hashtags", "mentions", "urls", "author_handle", "is_retweet",
                  "gold_label")
@@ -210,7 +210,7 @@ def _track(settings: Settings, model, summary: pd.DataFrame, report: dict, seed:
 
     from ai_tweets import label_model
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow_uri())
     mlflow.set_experiment(WEAK_LABEL_EXPERIMENT)
     with mlflow.start_run(run_name=f"weak-labels-v{settings.dataset_version}") as run:
         mlflow.set_tag("dataset_version", str(settings.dataset_version))
@@ -251,7 +251,7 @@ def load_label_model(settings: Settings, run_id: str):
 
     from ai_tweets import label_model
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow_uri())
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=LABEL_MODEL_ARTIFACT)
     return label_model.load_label_model(Path(local).read_bytes())
 

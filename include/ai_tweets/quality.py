@@ -62,12 +62,12 @@ from ai_tweets.tables import (
     raw_table_name,
     split_table_name,
 )
+from ai_tweets.tracking import QUALITY_EXPERIMENT
 
 log = logging.getLogger(__name__)
 
 DEVELOPMENT_DATA = PROJECT_ROOT.parent / "shared" / "data"
 TEXTS_FILE, LABELS_FILE = "tweets_2020_text.jsonl", "tweets_2020_labels.csv"
-EXPERIMENT = "ai-tweets-quality"
 STRATEGIES = {"uncertainty": "model", "random": "random"}  # curve name → the annotate stage's strategy
 RAW_PREFIX = "quality"
 FIRST_VERSION = 900_001  # dataset versions of the loops: far from a user's own
@@ -294,7 +294,7 @@ def reset(settings: Settings) -> None:
         if project.title == project_title(settings):
             client.projects.delete(id=project.id)
     try:
-        MlflowClient(settings.mlflow_tracking_uri).delete_registered_model(settings.model_name)
+        MlflowClient(settings.mlflow_uri()).delete_registered_model(settings.model_name)
     except MlflowException:
         pass  # none yet
     shutil.rmtree(settings.data_dir / "checkpoints" / "ingest" / raw_table_name(settings), ignore_errors=True)
@@ -347,14 +347,14 @@ def model_predictions(settings: Settings, version: str, texts: Sequence[str]) ->
 
     from ai_tweets.model import LABEL_COLUMN, load_classifier
 
-    loaded = load_classifier(f"models:/{settings.model_name}/{version}", settings.mlflow_tracking_uri)
+    loaded = load_classifier(f"models:/{settings.model_name}/{version}", settings.mlflow_uri())
     return loaded.predict(pd.DataFrame({"text": list(texts)}))[LABEL_COLUMN].to_numpy().astype(int)
 
 
 def _champion_version(settings: Settings) -> str:
     from mlflow import MlflowClient
 
-    return str(MlflowClient(settings.mlflow_tracking_uri).get_model_version_by_alias(
+    return str(MlflowClient(settings.mlflow_uri()).get_model_version_by_alias(
         settings.model_name, "champion").version)
 
 
@@ -362,7 +362,7 @@ def train_and_score(loop: Loop, data: LoopData, number: int, gold: int, pushed: 
                     began: float, epochs: int) -> Round:
     from ai_tweets.train import train_model
 
-    report = train_model(settings=loop.settings, epochs=epochs, experiment=EXPERIMENT)
+    report = train_model(settings=loop.settings, epochs=epochs, experiment=QUALITY_EXPERIMENT)
     champion = _champion_version(loop.settings)
     model = scores(data.evaluation, model_predictions(loop.settings, report["model_version"], data.evaluation.texts))
     champion_scores = model if champion == report["model_version"] else scores(
@@ -508,8 +508,8 @@ def log_to_mlflow(settings: Settings, run: QualityRun) -> str:
     """One MLflow run: the baselines, each round's F1 (step = gold labels), the plot and the table."""
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_experiment(EXPERIMENT)
+    mlflow.set_tracking_uri(settings.mlflow_uri())
+    mlflow.set_experiment(QUALITY_EXPERIMENT)
     with mlflow.start_run(run_name=f"quality-{run.run_id}") as active:
         mlflow.set_tags({"data": run.description, "quality_run_id": run.run_id})
         for name, figures in run.baselines.items():

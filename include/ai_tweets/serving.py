@@ -49,7 +49,7 @@ def champion_version(settings: Settings) -> str | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_uri())
     try:
         return str(client.get_model_version_by_alias(settings.model_name, CHAMPION_ALIAS).version)
     except MlflowException as exc:
@@ -107,7 +107,7 @@ def rejected_reason(settings: Settings, version: str) -> str | None:
     """Why model serving rejected this version (the `serving_rejected` tag), or None."""
     from mlflow import MlflowClient
 
-    return MlflowClient(settings.mlflow_tracking_uri).get_model_version(
+    return MlflowClient(settings.mlflow_uri()).get_model_version(
         settings.model_name, version).tags.get(REJECTED_TAG)
 
 
@@ -151,7 +151,7 @@ class ServingSupervisor:
         argv = [sys.executable, "-m", "mlflow", "models", "serve",
                 "-m", f"models:/{self.settings.model_name}/{version}", "--env-manager", "local",
                 "-h", self.host, "-p", str(port), "-w", "1"]
-        env = process_environment(**{MODEL_VERSION_ENV: version}, MLFLOW_TRACKING_URI=self.settings.mlflow_tracking_uri,
+        env = process_environment(**{MODEL_VERSION_ENV: version}, MLFLOW_TRACKING_URI=self.settings.mlflow_uri(),
                                   MLFLOW_DISABLE_TELEMETRY="true")
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         return subprocess.Popen(argv, env=env)
@@ -201,7 +201,7 @@ class ServingSupervisor:
         try:
             from mlflow import MlflowClient
 
-            MlflowClient(self.settings.mlflow_tracking_uri).set_model_version_tag(
+            MlflowClient(self.settings.mlflow_uri()).set_model_version_tag(
                 self.settings.model_name, version, REJECTED_TAG, reason[:1000])
         except Exception as exc:  # the registry down must not stop serving
             log.warning("could not tag version %s as rejected in MLflow: %s", version, exc)

@@ -32,6 +32,7 @@ _KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
 _PLACEHOLDER = "change-me"
 DEFAULT_SUPERSET_URL = "http://127.0.0.1:8088"
+DEFAULT_MLFLOW_USERNAME = "pipeline"  # the pipeline's MLflow account (an admin of its basic-auth app)
 
 
 class SettingsError(DeterministicError, ValueError):
@@ -134,6 +135,9 @@ class Settings:
     kafka_producer_password: str | None = field(default=None, repr=False)
     kafka_consumer_password: str | None = field(default=None, repr=False)
     kafka_admin_password: str | None = field(default=None, repr=False)  # the stack's provisioning only
+    # MLflow's login (its basic-auth app): the pipeline's account, which writes the registry
+    mlflow_username: str = DEFAULT_MLFLOW_USERNAME
+    mlflow_password: str | None = field(default=None, repr=False)
     retweet: RetweetSettings = field(default_factory=RetweetSettings)
     # The people's logins of the stack (the demo prints where to find them; the pipeline signs in)
     airflow_admin_password: str | None = field(default=None, repr=False)
@@ -145,6 +149,15 @@ class Settings:
     spark_driver_memory: str = "1g"
     spark_jars_dir: Path | None = None
     spark_driver_java_options: str = DEFAULT_SPARK_DRIVER_JAVA_OPTIONS
+
+    def mlflow_uri(self) -> str:
+        """MLFLOW_TRACKING_URI for an MLflow client, with the pipeline's login put where MLflow's
+        clients (and the processes this one starts, e.g. `mlflow models serve`) read it: the
+        environment's MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD."""
+        if self.mlflow_password:
+            os.environ["MLFLOW_TRACKING_USERNAME"] = self.mlflow_username
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = self.mlflow_password
+        return self.mlflow_tracking_uri
 
     def service_wait(self, budget: float | None = None) -> Backoff:
         """The one retry policy (`retrying.Backoff`) with this stack's wait: a stage waits
@@ -372,7 +385,8 @@ def timed_schedules(env: Mapping[str, str] | None = None) -> bool:
 STACK_SECRETS = ("STREAMINGDB_PASSWORD", "STREAMINGDB_READER_PASSWORD", "LABEL_STUDIO_API_KEY",
                  "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY",
                  "LABEL_STUDIO_PASSWORD", "SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "SPARK_AUTH_SECRET",
-                 "KAFKA_ADMIN_PASSWORD", "KAFKA_PRODUCER_PASSWORD", "KAFKA_CONSUMER_PASSWORD")
+                 "KAFKA_ADMIN_PASSWORD", "KAFKA_PRODUCER_PASSWORD", "KAFKA_CONSUMER_PASSWORD",
+                 "MLFLOW_TRACKING_PASSWORD", "MLFLOW_VIEWER_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
 MIN_SECRET_LENGTH = 16
 _WEAK = frozenset({"password", "password1234", "admin", "changeme", "change-me", "secret", "postgres",
                    "airflow", "superset", "letmein", "123456", "12345678", "qwerty"})
@@ -505,6 +519,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         kafka_producer_password=_secret(env, "KAFKA_PRODUCER_PASSWORD"),
         kafka_consumer_password=_secret(env, "KAFKA_CONSUMER_PASSWORD"),
         kafka_admin_password=_secret(env, "KAFKA_ADMIN_PASSWORD"),
+        mlflow_username=_optional(env, "MLFLOW_TRACKING_USERNAME") or DEFAULT_MLFLOW_USERNAME,
+        mlflow_password=_secret(env, "MLFLOW_TRACKING_PASSWORD"),
         retweet=retweet_settings(env),
         airflow_admin_password=_optional(env, "AIRFLOW_ADMIN_PASSWORD"),
         superset_admin_password=_optional(env, "SUPERSET_ADMIN_PASSWORD"),

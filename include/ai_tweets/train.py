@@ -13,10 +13,10 @@ from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import ABSTAIN, AI, MODEL_QUALITY, lf_summary_table_name
+from ai_tweets.tracking import CLASSIFIER_EXPERIMENT
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "ai-tweet-classifier"
 SELECTION_METRIC = "f1"
 GOLD_WEIGHT = 5.0  # a person's label counts as much as five of the labeling functions' votes
 MIN_GOLD = 50  # gold labels in the test split (of both classes) before models are judged on gold
@@ -77,7 +77,7 @@ def load_frames(settings: Settings) -> dict:
 
 def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_gold: int = MIN_GOLD,
                 seed: int = 0, batch_size: int = 256, patience: int = 3, gold_weight: float = GOLD_WEIGHT,
-                settings: Settings | None = None, experiment: str = EXPERIMENT) -> dict:
+                settings: Settings | None = None, experiment: str = CLASSIFIER_EXPERIMENT) -> dict:
     """Train, evaluate, register, and promote if better. Returns what was decided and why."""
     import numpy as np
     import pandas as pd
@@ -113,7 +113,7 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_
                  classifier.plot_confusion_matrix(metrics, Path(tmp) / "confusion_matrix.png",
                                                   title=f"Confusion matrix, {judged_on} labels (test)")]
         version = classifier.log_and_register(
-            trained, metrics, tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name,
+            trained, metrics, tracking_uri=settings.mlflow_uri(), model_name=settings.model_name,
             params={"gold_weight": gold_weight, "min_gold": min_gold}, plots=plots,
             tags={"evaluated_on": judged_on, "evaluated_in_words": words,
                   "lf_summary_table": lf_summary_table_name(settings)},
@@ -121,10 +121,10 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_
 
     def champion_score(champion) -> float:
         scores = classifier.predict_texts(f"models:/{settings.model_name}/{champion.version}", test_texts,
-                                          settings.mlflow_tracking_uri)
+                                          settings.mlflow_uri())
         return classifier.evaluate(scores, test_labels, _threshold_of(champion, settings))[SELECTION_METRIC]
 
-    decision = classifier.promote_if_better(MlflowClient(settings.mlflow_tracking_uri), settings.model_name,
+    decision = classifier.promote_if_better(MlflowClient(settings.mlflow_uri()), settings.model_name,
                                             version, metrics[SELECTION_METRIC], SELECTION_METRIC, champion_score,
                                             judged_on=judged_on)
     _record_quality(settings, str(version.version), judged_on, words, metrics, dataset_info, trained.threshold,
@@ -180,7 +180,7 @@ def _threshold_of(champion, settings: Settings) -> float:
     """The decision threshold logged with a registered version."""
     from mlflow import MlflowClient
 
-    run = MlflowClient(settings.mlflow_tracking_uri).get_run(champion.run_id)
+    run = MlflowClient(settings.mlflow_uri()).get_run(champion.run_id)
     return float(run.data.params.get("threshold", 0.5))
 
 
@@ -194,7 +194,7 @@ def predict_file(input_path: Path, output_path: Path, model_uri: str | None = No
     settings = settings or load_settings()
     texts = read_texts(input_path)
     uri = model_uri or f"models:/{settings.model_name}@champion"
-    loaded = classifier.load_classifier(uri, settings.mlflow_tracking_uri)
+    loaded = classifier.load_classifier(uri, settings.mlflow_uri())
     output = loaded.predict(pd.DataFrame({"text": texts}))
     pd.DataFrame({"text": texts, "ai_probability": output["ai_probability"],
                   "label": output["label"]}).to_csv(output_path, index=False)

@@ -32,10 +32,10 @@ def register_model(settings: Settings, seed: int, epochs: int = 3, champion: boo
     texts, labels = generated_texts(4_000, seed)
     trained = model.train(texts[:3_000], labels[:3_000], texts[3_000:], labels[3_000:], epochs=epochs, seed=seed)
     metrics = model.evaluate(trained.predict(texts[3_000:]), labels[3_000:], trained.threshold)
-    version = model.log_and_register(trained, metrics, tracking_uri=settings.mlflow_tracking_uri,
+    version = model.log_and_register(trained, metrics, tracking_uri=settings.mlflow_uri(),
                                      model_name=settings.model_name, experiment_name="integration-tests")
     if champion:
-        MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(
+        MlflowClient(settings.mlflow_uri()).set_registered_model_alias(
             settings.model_name, "champion", str(version.version))
     return str(version.version)
 
@@ -108,12 +108,12 @@ def register_broken_model(settings: Settings, folder: Path, champion: bool = Tru
 
     code = folder / "broken_model.py"
     code.write_text(BROKEN_MODEL)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow_uri())
     mlflow.set_experiment("integration-tests")
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=str(code),
                                        registered_model_name=settings.model_name)
     version = str(info.registered_model_version)
     if champion:
-        MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(settings.model_name, "champion", version)
+        MlflowClient(settings.mlflow_uri()).set_registered_model_alias(settings.model_name, "champion", version)
     return version

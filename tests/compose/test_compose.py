@@ -39,7 +39,7 @@ SERVICE_URL_VARIABLES = (
     "SUPERSET_URL",
 )
 # One-off jobs that run last: nothing waits for them, so they are named here.
-FINAL_JOBS = {"superset-provision"}
+FINAL_JOBS = {"superset-provision", "mlflow-accounts"}  # one-shot jobs nothing waits for
 PROJECT_SUPERSET_CONFIG = "./superset/superset_config.py"
 
 

@@ -232,7 +232,7 @@ def test_model_strategy_ranks_by_the_models_own_threshold_with_a_share_from_test
     report = annotation.push_uncertain_tasks(scored, title=env.title, batch_size=8, strategy="model", test_share=0.25)
     assert report["strategy"] == "model" and report["pushed"] == 8 and report["pushed_test"] >= 2
     assert report["model_uri"] == f"models:/{model_name}@champion"
-    loaded = load_classifier(report["model_uri"], scored.mlflow_tracking_uri)
+    loaded = load_classifier(report["model_uri"], scored.mlflow_uri())
     threshold = loaded.unwrap_python_model().threshold
     assert report["threshold"] == pytest.approx(threshold)
     texts = dict(env.query("SELECT tweet_id, text FROM t WHERE tweet_id = ANY(%s)", (list(candidates),)))

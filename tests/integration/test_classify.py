@@ -261,7 +261,7 @@ def test_a_champion_that_fails_its_smoke_test_keeps_the_previous_one_serving(ser
         _classify(iso, "--available-now")
         assert set(_classified(iso, ids).values()) == {good}, "the stream goes on with the previous version"
     finally:
-        MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(settings.model_name, "champion", good)
+        MlflowClient(settings.mlflow_uri()).set_registered_model_alias(settings.model_name, "champion", good)
 
 
 def test_the_watchdog_restarts_a_stalled_classify_job_and_says_so(served, tmp_path, monkeypatch):

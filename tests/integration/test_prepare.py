@@ -164,7 +164,7 @@ def test_weak_labels_lf_summary_mlflow_parquet_and_cli(captured, tmp_path):
     assert iso.query("SELECT * FROM {t} ORDER BY lf", t=lf_summary_table_name(iso.settings)) == stored, \
         "a re-run on the same data leaves the LF summary (and when it was computed) as it was"
     assert {s: iso.checksum(split_table_name(s, iso.settings)) for s in SPLITS} == splits_before
-    client = MlflowClient(iso.settings.mlflow_tracking_uri)
+    client = MlflowClient(iso.settings.mlflow_uri())
     run = client.get_run(report["mlflow_run_id"])
     assert run.info.experiment_id == client.get_experiment_by_name(WEAK_LABEL_EXPERIMENT).experiment_id
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | \
@@ -179,7 +179,7 @@ def test_weak_labels_lf_summary_mlflow_parquet_and_cli(captured, tmp_path):
 
     from ai_tweets.prepare import load_recorded_label_model
 
-    mlflow.set_tracking_uri(iso.settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(iso.settings.mlflow_uri())
     mlflow.set_experiment(WEAK_LABEL_EXPERIMENT)
     with mlflow.start_run(run_name="forged") as forged:
         mlflow.set_tag("dataset_version", str(iso.settings.dataset_version))

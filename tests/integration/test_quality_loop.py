@@ -80,6 +80,6 @@ def test_the_learning_curve_is_recorded_plotted_and_logged(loop, tmp_path):
     from mlflow import MlflowClient
 
     mlflow_run = quality.log_to_mlflow(loop.settings, run)
-    artifacts = {a.path for a in MlflowClient(loop.settings.mlflow_tracking_uri).list_artifacts(mlflow_run, "plots")}
+    artifacts = {a.path for a in MlflowClient(loop.settings.mlflow_uri()).list_artifacts(mlflow_run, "plots")}
     assert artifacts == {"plots/curve.png"}
     assert "| gold labels |" in quality.report_markdown(run)

@@ -143,16 +143,69 @@ def test_mlflow_tracks_a_run(settings):
     import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow_uri())
     mlflow.set_experiment(f"stack-test-{uuid.uuid4().hex[:6]}")
     with mlflow.start_run() as run:
         mlflow.log_metric("answer", 42)
         mlflow.log_text("artifact body", "probe.txt")
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_uri())
     assert client.get_run(run.info.run_id).data.metrics["answer"] == 42
     assert client.download_artifacts(run.info.run_id, "probe.txt") and True
     body = Path(client.download_artifacts(run.info.run_id, "probe.txt")).read_text()
     assert body == "artifact body"
+
+
+def _mlflow_call(settings, path: str, body: dict | None = None, login: tuple[str, str] | None = None) -> int:
+    """The HTTP status MLflow's REST API answers `path` with (POST when there is a `body`)."""
+    import base64
+    import urllib.error
+
+    headers = {"Content-Type": "application/json"}
+    if login:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(login).encode()).decode()
+    request = urllib.request.Request(f"{settings.mlflow_tracking_uri}{path}", headers=headers,
+                                     data=None if body is None else json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_mlflow_asks_who_connects_and_people_can_only_read(settings):
+    """A registry write is code execution (serving loads what `champion` points at): without a
+    login MLflow refuses it (401); the people's `viewer` account reads, and cannot move the
+    champion alias, add a version or change a run of the pipeline's model (403). MLflow lets any
+    account create models of its own, so the stack made the pipeline's model (and experiments)
+    first: nobody else can take that name."""
+    import subprocess
+
+    from ai_tweets.tracking import CLASSIFIER_EXPERIMENT, VIEWER
+
+    viewer = (VIEWER, environment(ROOT / ".env")["MLFLOW_VIEWER_PASSWORD"])
+    pipeline = (settings.mlflow_username, settings.mlflow_password)
+    model = settings.model_name
+    create = "/api/2.0/mlflow/registered-models/create"
+    alias = {"name": model, "alias": "champion", "version": "1"}
+    assert _mlflow_call(settings, "/health") == 200, "the health check needs no login"
+    assert _mlflow_call(settings, create, {"name": f"intruder-{uuid.uuid4().hex[:8]}"}) == 401
+    assert _mlflow_call(settings, "/api/2.0/mlflow/registered-models/alias", alias) == 401
+    assert _mlflow_call(settings, "/api/2.0/mlflow/registered-models/alias", alias,
+                        login=(VIEWER, "wrong-password-0000")) == 401
+
+    # The stack claimed the pipeline's names as the pipeline (again here: idempotent).
+    claimed = subprocess.run([sys.executable, "-m", "ai_tweets.cli", "mlflow-accounts"], capture_output=True,
+                             text=True, timeout=120, env=python_env())
+    assert claimed.returncode == 0, claimed.stdout + claimed.stderr
+    assert _mlflow_call(settings, f"/api/2.0/mlflow/registered-models/get?name={model}", login=viewer) == 200
+    assert _mlflow_call(settings, create, {"name": model}, login=viewer) == 400, "the name is taken"
+    assert _mlflow_call(settings, "/api/2.0/mlflow/registered-models/alias", alias, login=viewer) == 403
+    version = {"name": model, "source": "mlflow-artifacts:/0/evil/artifacts/model"}
+    assert _mlflow_call(settings, "/api/2.0/mlflow/model-versions/create", version, login=viewer) == 403
+    experiment = f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={CLASSIFIER_EXPERIMENT}"
+    assert _mlflow_call(settings, experiment, login=viewer) == 200
+    assert _mlflow_call(settings, "/api/2.0/mlflow/experiments/search", {"max_results": 5}, login=viewer) == 200
+    assert _mlflow_call(settings, f"/api/2.0/mlflow/registered-models/get?name={model}", login=pipeline) == 200
 
 
 def _airflow_token(settings) -> str:
@@ -204,7 +257,8 @@ def test_health_cli_reports_every_service_up(settings):
 
 @pytest.mark.parametrize(("service", "path"), [("airflow_url", "/api/v2/dags"),
                                               ("superset_url", "/api/v1/dashboard/"),
-                                              ("label_studio_url", "/api/projects")])
+                                              ("label_studio_url", "/api/projects"),
+                                              ("mlflow_tracking_uri", "/api/2.0/mlflow/registered-models/search")])
 def test_each_ui_asks_who_you_are(settings, service, path):
     """Without credentials the APIs answer 401/403, not data."""
     import urllib.error
