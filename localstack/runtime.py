@@ -182,6 +182,11 @@ def run_logged(argv: list[str], label: str, log: Path, env: dict[str, str] | Non
     print(f"{label}: done in {time.monotonic() - began:.0f} s", flush=True)
 
 
+def withheld_secret(key: str) -> bool:
+    """A database password: the superuser's (POSTGRES_PASSWORD) or a service role's (*_DB_PASSWORD)."""
+    return key == "POSTGRES_PASSWORD" or key.endswith("_DB_PASSWORD")
+
+
 def generated_secret(key: str) -> str:
     """A random secret for `key`: a Fernet key for Airflow's, 40 hex digits otherwise."""
     if key == "AIRFLOW_FERNET_KEY":
@@ -280,7 +285,9 @@ class Context:
         # PYTHONDONTWRITEBYTECODE from the shell would recompile every import of every process.
         env = {key: value for key, value in os.environ.items()
                if not key.startswith("AIRFLOW__") and key != "PYTHONDONTWRITEBYTECODE"}
-        env.update(self.env)
+        # The database passwords (the superuser's, each service's) are the stack's to hand out:
+        # a service gets its own from its definition, no process all of them.
+        env.update({key: value for key, value in self.env.items() if not withheld_secret(key)})
         env.setdefault("MLFLOW_TRACKING_USERNAME", self.settings.mlflow_username)  # MLflow's clients sign in
         env["PATH"] = os.pathsep.join([str(self.local / "bin"), str(self.pipeline_venv / "bin"),
                                        env.get("PATH", "")])

@@ -163,12 +163,27 @@ def _link(link: Path, target: Path) -> None:
 
 # --- PostgreSQL -----------------------------------------------------------------------
 
-PG_USER = "postgres"
-# Databases of the stack's own services, owned by the superuser; `streamingdb` is owned
-# by the pipeline's role (the user of STREAMINGDB_URL).
+PG_USER = "postgres"  # the superuser: the stack's own setup only, no service connects as it
 LABEL_STUDIO_DB = "labelstudio"
 MLFLOW_AUTH_DB = "mlflow_auth"  # MLflow's accounts and permissions (its basic-auth app)
-SERVICE_DATABASES = ("airflow", "mlflow", MLFLOW_AUTH_DB, LABEL_STUDIO_DB, "superset")
+# Each service connects as a role of its own (password from .env) that owns its databases and
+# may connect to no other; `streamingdb` is owned by the pipeline's role (the user of STREAMINGDB_URL).
+SERVICE_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "airflow": ("AIRFLOW_DB_PASSWORD", ("airflow",)),
+    "mlflow": ("MLFLOW_DB_PASSWORD", ("mlflow", MLFLOW_AUTH_DB)),
+    "labelstudio": ("LABEL_STUDIO_DB_PASSWORD", (LABEL_STUDIO_DB,)),
+    "superset": ("SUPERSET_DB_PASSWORD", ("superset",)),
+}
+SERVICE_DATABASES = tuple(database for _, databases in SERVICE_ROLES.values() for database in databases)
+
+
+def role_of(database: str) -> str:
+    """The role that owns a service database."""
+    return next(role for role, (_, databases) in SERVICE_ROLES.items() if database in databases)
+
+
+def role_password(ctx: Context, role: str) -> str:
+    return ctx.env[SERVICE_ROLES[role][0]]
 
 
 def _pg_bin(name: str, required: bool = True) -> str | None:
@@ -317,6 +332,7 @@ def _pg_bootstrap(ctx: Context) -> None:
         SELECT format('CREATE ROLE %I LOGIN', :'reader')
          WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'reader') \\gexec
         SELECT format('ALTER ROLE %I PASSWORD %L', :'reader', :'reader_password') \\gexec
+        REVOKE ALL ON DATABASE streamingdb FROM PUBLIC;
         SELECT format('GRANT CONNECT ON DATABASE streamingdb TO %I', :'reader') \\gexec
     """, variables={"owner": owner, "password": ctx.settings.streamingdb_password or "",
                     "reader": STREAMINGDB_READER, "reader_password": ctx.settings.streamingdb_reader_password or ""})
@@ -328,11 +344,46 @@ def _pg_bootstrap(ctx: Context) -> None:
         SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public GRANT SELECT ON TABLES TO %I',
                       :'owner', :'reader') \\gexec
     """, database="streamingdb", variables={"owner": owner, "reader": STREAMINGDB_READER})
-    for database in SERVICE_DATABASES:
+    for role, (_, databases) in SERVICE_ROLES.items():
         psql(ctx, """
-            SELECT format('CREATE DATABASE %I', :'db')
-             WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \\gexec
-        """, variables={"db": database})
+            SELECT format('CREATE ROLE %I LOGIN', :'role')
+             WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \\gexec
+            SELECT format('ALTER ROLE %I PASSWORD %L', :'role', :'password') \\gexec
+        """, variables={"role": role, "password": role_password(ctx, role)})
+        for database in databases:
+            psql(ctx, """
+                SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role')
+                 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \\gexec
+                SELECT format('ALTER DATABASE %I OWNER TO %I', :'db', :'role') \\gexec
+                SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \\gexec
+            """, variables={"db": database, "role": role})
+            psql(ctx, _HAND_OVER, database=database, variables={"role": role})
+
+
+# What a database made before the services had roles of their own holds, owned by the superuser,
+# handed to the service's role: tables, views, free sequences (a column's go with its table),
+# types and routines in `public`, except an extension's members.
+_HAND_OVER = """
+    SELECT format('ALTER %s %I.%I OWNER TO %I',
+                  CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                                 WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, n.nspname, c.relname, :'role')
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+       AND c.relowner <> :'role'::regrole
+       AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                        AND (d.deptype = 'e' OR (c.relkind = 'S' AND d.deptype IN ('a', 'i')))) \\gexec
+    SELECT format('ALTER %s %I.%I OWNER TO %I', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+                  n.nspname, t.typname, :'role')
+      FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'r') AND t.typowner <> :'role'::regrole
+       AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid
+                        AND d.deptype = 'e') \\gexec
+    SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, :'role')
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'public' AND p.prokind IN ('f', 'p') AND p.proowner <> :'role'::regrole
+       AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                        AND d.deptype = 'e') \\gexec
+"""
 
 
 def _database_is_empty(ctx: Context, database: str) -> bool:
@@ -343,21 +394,23 @@ def _pg_tool(ctx: Context, tool: str, *args: str) -> list[str]:
     return [_pg_bin(tool), "-h", "127.0.0.1", "-p", str(_pg_port(ctx)), "-U", PG_USER, *args]
 
 
-def migrate_from_template(ctx: Context, database: str, key: str, migrate: Callable[[], None]) -> bool:
+def migrate_from_template(ctx: Context, database: str, key: str, migrate: Callable[[], None],
+                          role: str | None = None) -> bool:
     """Bring a service's metadata database to its schema. An empty database is restored from
     the cache's copy of what the same migrations made (`key`: the service's lock file and
     configuration), in a second or two where the migrations take 20-60 s; otherwise `migrate`
     runs, and when it ran on an empty database its result becomes that copy. The copy is taken
     right after the migrations, before any password from .env or token is stored (a service may
-    put in a user with a random password nobody knows, which it replaces). Returns whether the
-    database was restored."""
+    put in a user with a random password nobody knows, which it replaces). What is restored
+    belongs to `role` (default: the service's, `role_of`). Returns whether the database was
+    restored."""
     template = cache_dir() / "db-templates" / f"{database}-{key}.dump"
     empty = _database_is_empty(ctx, database)
     env = {**os.environ, "PGPASSWORD": ctx.env["POSTGRES_PASSWORD"]}
     log = ctx.log_file("postgres")
     if empty and template.exists():
         run_logged(_pg_tool(ctx, "pg_restore", "--no-owner", "--no-privileges", "--single-transaction",
-                            "-d", database, str(template)),
+                            f"--role={role or role_of(database)}", "-d", database, str(template)),
                    f"restoring the {database} database as migrated before", log, env=env)
         return True
     migrate()
@@ -371,10 +424,12 @@ def migrate_from_template(ctx: Context, database: str, key: str, migrate: Callab
     return False
 
 
-def superuser_url(ctx: Context, database: str, with_password: bool = True) -> str:
-    """SQLAlchemy URL of a service database; without the password, libpq takes PGPASSWORD."""
-    password = f":{quote(ctx.env['POSTGRES_PASSWORD'], safe='')}" if with_password else ""
-    return f"postgresql+psycopg2://{PG_USER}{password}@127.0.0.1:{_pg_port(ctx)}/{database}"
+def service_url(ctx: Context, database: str, with_password: bool = True) -> str:
+    """SQLAlchemy URL of a service database, as the service's own role; without the password,
+    libpq takes PGPASSWORD."""
+    role = role_of(database)
+    password = f":{quote(role_password(ctx, role), safe='')}" if with_password else ""
+    return f"postgresql+psycopg2://{role}{password}@127.0.0.1:{_pg_port(ctx)}/{database}"
 
 
 # --- Kafka (KRaft, single node, from Maven Central jars) --------------------------------
@@ -446,7 +501,7 @@ def _kafka_healthy(ctx: Context) -> bool:
 def _mlflow_argv(ctx: Context) -> list[str]:
     port = ctx.port_of("MLFLOW_TRACKING_URI")
     return [str(ctx.pipeline_venv / "bin" / "mlflow"), "server", "--app-name", "basic-auth",
-            "--backend-store-uri", superuser_url(ctx, "mlflow", with_password=False),
+            "--backend-store-uri", service_url(ctx, "mlflow", with_password=False),
             "--artifacts-destination", str(ctx.local / "mlflow" / "artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
 
@@ -463,7 +518,7 @@ def _mlflow_prepare(ctx: Context) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join([
         "[mlflow]", "default_permission = READ",
-        f"database_uri = {superuser_url(ctx, MLFLOW_AUTH_DB, with_password=False)}",
+        f"database_uri = {service_url(ctx, MLFLOW_AUTH_DB, with_password=False)}",
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
         "grant_default_workspace_access = false", "auth_cache_ttl_seconds = 300", ""]))
 
@@ -471,7 +526,7 @@ def _mlflow_prepare(ctx: Context) -> None:
 def _mlflow_env(ctx: Context) -> dict[str, str]:
     # libpq reads the password from PGPASSWORD, so it never shows in `ps`. The admin account is
     # created at the first start from MLFLOW_AUTH_ADMIN_*; MLFLOW_FLASK_SERVER_SECRET_KEY is in .env.
-    return {**ctx.base_env(), "PGPASSWORD": ctx.env["POSTGRES_PASSWORD"],
+    return {**ctx.base_env(), "PGPASSWORD": role_password(ctx, "mlflow"),
             "MLFLOW_AUTH_CONFIG_PATH": str(_mlflow_auth_config(ctx)),
             "MLFLOW_AUTH_ADMIN_USERNAME": ctx.settings.mlflow_username,
             "MLFLOW_AUTH_ADMIN_PASSWORD": ctx.env["MLFLOW_TRACKING_PASSWORD"],
@@ -498,8 +553,8 @@ def _ls_env(ctx: Context) -> dict[str, str]:
     env.update({
         "DJANGO_DB": "default",  # without it Label Studio silently uses SQLite
         "POSTGRE_NAME": LABEL_STUDIO_DB,
-        "POSTGRE_USER": PG_USER,
-        "POSTGRE_PASSWORD": ctx.env["POSTGRES_PASSWORD"],
+        "POSTGRE_USER": role_of(LABEL_STUDIO_DB),
+        "POSTGRE_PASSWORD": role_password(ctx, role_of(LABEL_STUDIO_DB)),
         "POSTGRE_HOST": "127.0.0.1",
         "POSTGRE_PORT": str(_pg_port(ctx)),
         "LABEL_STUDIO_BASE_DATA_DIR": str(ctx.local / "label-studio"),
@@ -581,6 +636,8 @@ def _superset_env(ctx: Context) -> dict[str, str]:
         "SUPERSET_HOME": str(ctx.local / "superset"),
         "SUPERSET_METADATA_HOST": "127.0.0.1",
         "SUPERSET_METADATA_PORT": str(_pg_port(ctx)),
+        "SUPERSET_DB_USER": role_of("superset"),
+        "SUPERSET_DB_PASSWORD": role_password(ctx, role_of("superset")),
         "PATH": f"{_superset_venv(ctx) / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     })
     return env
@@ -692,7 +749,7 @@ def _airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # The default starts 32 LocalExecutor workers; 2 cores want few.
         "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": superuser_url(ctx, "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": service_url(ctx, "airflow"),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__API_AUTH__JWT_SECRET": ctx.env["AIRFLOW_JWT_SECRET"],

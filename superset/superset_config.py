@@ -14,8 +14,8 @@ SECRET_KEY = os.environ["SUPERSET_SECRET_KEY"]
 # Built with URL.create so that any character in the password is escaped.
 SQLALCHEMY_DATABASE_URI = URL.create(
     "postgresql+psycopg2",
-    username="postgres",
-    password=os.environ["POSTGRES_PASSWORD"],
+    username=os.environ.get("SUPERSET_DB_USER", "superset"),  # the role of its own that owns `superset`
+    password=os.environ["SUPERSET_DB_PASSWORD"],
     host=os.environ.get("SUPERSET_METADATA_HOST", "postgres"),
     port=int(os.environ.get("SUPERSET_METADATA_PORT", "5432")),
     database="superset",

@@ -353,8 +353,8 @@ def test_superset_services_use_the_project_config(
 ) -> None:
     """superset/superset_config.py, mounted read-only, as the local stack uses it; with each
     service's environment it keeps its metadata in the `superset` database of the postgres
-    service, which the postgres init script creates."""
-    assert "CREATE DATABASE superset;" in (REPO / "docker/postgres/init-databases.sh").read_text()
+    service, which the postgres init script creates, as its own role `superset`."""
+    assert "CREATE DATABASE superset OWNER superset;" in (REPO / "docker/postgres/init-databases.sh").read_text()
     for name in ("superset-init", "superset"):
         env = environment(services[name])
         read_only_mounts = {
@@ -372,7 +372,8 @@ def test_superset_services_use_the_project_config(
                 patch.setenv(variable, "secret" if "${" in value else value)
             config = runpy.run_path(str(REPO / PROJECT_SUPERSET_CONFIG))
         metadata = make_url(config["SQLALCHEMY_DATABASE_URI"])
-        assert (metadata.host, metadata.port, metadata.database) == ("postgres", 5432, "superset"), name
+        assert (metadata.host, metadata.port, metadata.database, metadata.username) == (
+            "postgres", 5432, "superset", "superset"), name
         assert metadata.host in services
 
 
@@ -452,3 +453,24 @@ def test_nothing_starts_before_the_secrets_are_checked(services: dict[str, dict]
     unchecked = [name for name in services if name != "secrets-init" and not waits_for_check(name)]
     assert not unchecked, f"services that may start with placeholder secrets: {unchecked}"
     assert services["secrets-init"]["command"] == ["ai-tweets", "check-secrets"]
+
+
+def test_each_service_connects_to_postgres_as_a_role_of_its_own(services: dict[str, dict]) -> None:
+    """The superuser's password reaches the postgres service (and the secrets check) only; each
+    service's database URL names the role the init script makes it the owner of."""
+    init = (REPO / "docker/postgres/init-databases.sh").read_text()
+    holders = sorted(name for name, service in services.items()
+                     if any("POSTGRES_PASSWORD" in value for value in environment(service).values()))
+    assert holders == ["postgres", "secrets-init"], holders
+    urls = {"airflow-scheduler": environment(services["airflow-scheduler"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+            "mlflow": environment(services["mlflow"])["MLFLOW_BACKEND_STORE_URI"]}
+    for name, url in urls.items():
+        parts = urlsplit(re.sub(r"\$\{[^}]*\}", "secret", url))
+        role, database = parts.username, parts.path.lstrip("/")
+        assert role == database and f"CREATE DATABASE {database} OWNER {role};" in init, (name, url)
+        assert f"${{{role.upper()}_DB_PASSWORD:?" in url, (name, url)
+    label_studio = environment(services["label-studio"])
+    assert label_studio["POSTGRE_USER"] == "labelstudio"
+    assert "LABEL_STUDIO_DB_PASSWORD" in label_studio["POSTGRE_PASSWORD"]
+    assert "CREATE DATABASE labelstudio OWNER labelstudio;" in init
+    assert "REVOKE ALL ON DATABASE airflow, mlflow, labelstudio, superset FROM PUBLIC;" in init

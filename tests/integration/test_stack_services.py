@@ -278,6 +278,7 @@ def test_a_fresh_service_database_is_restored_from_the_copy_its_migrations_made(
     monkeypatch.setenv("AI_TWEETS_CACHE", str(tmp_path))
     ctx = Context.load()
     database = f"template_probe_{uuid.uuid4().hex[:8]}"
+    role = f"{database}_owner"  # a service's own role: what is restored belongs to it
     migrated: list[str] = []
 
     def migrate() -> None:
@@ -288,28 +289,74 @@ def test_a_fresh_service_database_is_restored_from_the_copy_its_migrations_made(
     def rows(table: str) -> list[str]:
         return psql(ctx, 'SELECT * FROM :"table" ORDER BY 1', database=database, variables={"table": table}).split()
 
-    psql(ctx, f"CREATE DATABASE {database}")
+    def fresh() -> None:
+        psql(ctx, f"DROP DATABASE IF EXISTS {database}")
+        psql(ctx, f"CREATE DATABASE {database} OWNER {role}")
+
+    def owners() -> list[str]:
+        return psql(ctx, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'",
+                    database=database).split()
+
+    psql(ctx, f"CREATE ROLE {role}")
+    fresh()
     try:
-        assert migrate_from_template(ctx, database, "k1", migrate) is False
+        assert migrate_from_template(ctx, database, "k1", migrate, role=role) is False
         assert migrated == [database]
         (template,) = (tmp_path / "db-templates").glob(f"{database}-k1.dump")
         psql(ctx, "INSERT INTO app_user VALUES ('admin')", database=database)  # a user made after the copy
 
-        psql(ctx, f"DROP DATABASE {database}")
-        psql(ctx, f"CREATE DATABASE {database}")
-        assert migrate_from_template(ctx, database, "k1", migrate) is True, "an empty database is restored"
+        fresh()
+        assert migrate_from_template(ctx, database, "k1", migrate, role=role) is True, "an empty database is restored"
         assert migrated == [database], "…without running the migrations"
         assert rows("schema_version") == ["42"] and rows("app_user") == []
+        assert owners() == [role], "the restored tables belong to the service's role"
 
         copied = template.stat().st_mtime_ns
-        assert migrate_from_template(ctx, database, "k1", lambda: migrated.append("again")) is False
+        assert migrate_from_template(ctx, database, "k1", lambda: migrated.append("again"), role=role) is False
         assert migrated == [database, "again"], "a database that is not empty is migrated"
         assert template.stat().st_mtime_ns == copied
 
-        psql(ctx, f"DROP DATABASE {database}")
-        psql(ctx, f"CREATE DATABASE {database}")
-        assert migrate_from_template(ctx, database, "k2", migrate) is False, "another lock file: migrated"
+        fresh()
+        assert migrate_from_template(ctx, database, "k2", migrate, role=role) is False, "another lock file: migrated"
         assert sorted(p.name for p in (tmp_path / "db-templates").iterdir()) == [f"{database}-k1.dump",
                                                                                   f"{database}-k2.dump"]
     finally:
         psql(ctx, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        psql(ctx, f"DROP ROLE IF EXISTS {role}")
+
+
+def test_each_service_reaches_postgres_as_its_own_role_and_only_its_databases():
+    """Least privilege (issue 16): every service's connections use its own role; a role gets into
+    its own databases only; no service process holds the superuser's password."""
+    import psycopg
+
+    from localstack.runtime import Context
+    from localstack.services import SERVICE_DATABASES, SERVICE_ROLES, psql, role_of, role_password
+
+    ctx = Context.load()
+    seen = [line.split("|") for line in psql(
+        ctx, "SELECT DISTINCT datname, usename FROM pg_stat_activity WHERE datname = ANY(:'dbs'::text[])",
+        variables={"dbs": "{" + ",".join(SERVICE_DATABASES) + "}"}).split()]
+    assert {"airflow", "mlflow"} <= {database for database, _ in seen}, seen
+    assert all(user == role_of(database) for database, user in seen), seen
+    port = ctx.port_of("STREAMINGDB_URL")
+    for role in SERVICE_ROLES:
+        others = [db for other, (_, dbs) in SERVICE_ROLES.items() if other != role for db in dbs]
+        for database in ("streamingdb", *others):
+            with pytest.raises(psycopg.OperationalError, match="CONNECT privilege"):
+                psycopg.connect(host="127.0.0.1", port=port, user=role, password=role_password(ctx, role),
+                                dbname=database, connect_timeout=5)
+        own = SERVICE_ROLES[role][1][0]
+        with psycopg.connect(host="127.0.0.1", port=port, user=role, password=role_password(ctx, role),
+                             dbname=own, connect_timeout=5) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == role
+    superuser_password = ctx.env["POSTGRES_PASSWORD"].encode()
+    holders = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if b"POSTGRES_PASSWORD=" + superuser_password in environ.read_bytes().split(b"\0"):
+                command = (environ.parent / "cmdline").read_bytes().replace(b"\0", b" ")[:100]
+                holders.append(command.decode(errors="replace"))
+        except OSError:
+            continue
+    assert not [h for h in holders if "pytest" not in h and "make" not in h], holders
