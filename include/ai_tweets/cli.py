@@ -141,7 +141,7 @@ def _weak_label_command(args: argparse.Namespace) -> int:
 def _serve_command(args: argparse.Namespace) -> int:
     from ai_tweets.serving import serve
 
-    serve(load_settings(), state_file=args.state_file, poll_seconds=args.poll_seconds)
+    serve(load_settings(), state_file=args.state_file, poll_seconds=args.poll_seconds, bind=args.bind)
     return 0
 
 
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "following the alias")
     serve.add_argument("--state-file", type=Path, help="JSON file with the serving state (for health checks)")
     serve.add_argument("--poll-seconds", type=float, default=15.0, help="how often to check the alias")
+    serve.add_argument("--bind", help="address to listen on (default: MODEL_SERVING_URL's host; "
+                                      "0.0.0.0 in a container, whose network decides who reaches it)")
     serve.set_defaults(handler=_serve_command)
 
     classify = commands.add_parser("classify", help="Spark streaming: topic → model serving → ai_tweets")

@@ -129,10 +129,13 @@ def _ping(url: str, timeout: float = 2.0) -> bool:
 
 class ServingSupervisor:
     def __init__(self, settings: Settings, state_file: Path | None = None, poll_seconds: float = 15.0,
-                 start_timeout: float = 180.0):
+                 start_timeout: float = 180.0, bind: str | None = None):
         self.settings = settings
         parts = urlsplit(settings.model_serving_url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 5001
+        # Listens on `bind` (default: MODEL_SERVING_URL's host); checks itself on the loopback
+        # when bound to every interface (a container: its network decides who reaches it).
+        self.host, self.port = bind or parts.hostname or "127.0.0.1", parts.port or 5001
+        self.local_host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         self.state_file = state_file
         self.poll_seconds = poll_seconds
         self.start_timeout = start_timeout
@@ -158,7 +161,7 @@ class ServingSupervisor:
 
     def _ready(self, child: subprocess.Popen, version: str, port: int) -> None:
         """Wait until `child` answers /ping, then smoke-test /invocations; RuntimeError if not."""
-        url = f"http://{self.host}:{port}"
+        url = f"http://{self.local_host}:{port}"
         deadline = time.monotonic() + self.start_timeout
         while not _ping(url):
             if child.poll() is not None:
@@ -265,8 +268,9 @@ def _stop(child: subprocess.Popen) -> None:
             child.wait()
 
 
-def serve(settings: Settings, state_file: Path | None = None, poll_seconds: float = 15.0) -> None:
+def serve(settings: Settings, state_file: Path | None = None, poll_seconds: float = 15.0,
+          bind: str | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ServingSupervisor(settings, state_file, poll_seconds).run(stop)
+    ServingSupervisor(settings, state_file, poll_seconds, bind=bind).run(stop)

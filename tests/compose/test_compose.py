@@ -474,3 +474,18 @@ def test_each_service_connects_to_postgres_as_a_role_of_its_own(services: dict[s
     assert "LABEL_STUDIO_DB_PASSWORD" in label_studio["POSTGRE_PASSWORD"]
     assert "CREATE DATABASE labelstudio OWNER labelstudio;" in init
     assert "REVOKE ALL ON DATABASE airflow, mlflow, labelstudio, superset FROM PUBLIC;" in init
+
+
+def test_only_the_classify_job_and_mlflow_share_a_network_with_model_serving(services: dict[str, dict]) -> None:
+    """Model serving has no login of its own: the network is its fence. It runs the same
+    supervisor as the local stack (`ai-tweets serve`), listening on every interface of a network
+    that only MLflow (where it loads from) and the containers the classify job runs in share."""
+    def networks(service: dict) -> set[str]:
+        return set(service.get("networks") or ["default"])
+
+    serving = services["model-serving"]
+    assert serving["command"][:2] == ["ai-tweets", "serve"] and "0.0.0.0" in serving["command"]
+    reach = {name for name, service in services.items()
+             if name != "model-serving" and networks(service) & networks(serving)}
+    assert reach == {"mlflow", "airflow-scheduler", "spark-worker"}, reach
+    assert services["airflow-scheduler"]["command"] == "scheduler"  # where the classify job's driver runs
