@@ -37,6 +37,7 @@ from psycopg import sql
 
 from ai_tweets.dataset import refresh_label_counts
 from ai_tweets.errors import NotPreparedError
+from ai_tweets.model_files import verified
 from ai_tweets.retrying import Backoff, retry_call
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 from ai_tweets.storage import connect, table_exists, update_columns
@@ -384,7 +385,8 @@ def _model_scores(settings: Settings, texts: Sequence[str], model_uri: str | Non
 
     uri = model_uri or f"models:/{settings.model_name}@{classifier.CHAMPION}"
     try:
-        loaded = classifier.load_classifier(uri, settings.mlflow_uri())
+        with verified(settings, uri) as local:
+            loaded = classifier.load_classifier(local)
         probabilities = classifier.predict_texts(loaded, texts)
     except Exception as exc:  # no champion yet, MLflow down, a broken artifact: all fall back to weak
         log.warning("could not score the candidates with %s (%s: %s): ranking by the weak labels' uncertainty",

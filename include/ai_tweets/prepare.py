@@ -3,6 +3,7 @@ dedup → split → weak labels (Snorkel LFs + LabelModel) → LF summary, MLflo
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import tempfile
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from psycopg import sql
 
 from ai_tweets.dataset import SplitSizes, dedup_raw_tweets, refresh_label_counts, split_dataset
+from ai_tweets.model_files import UntrustedModel
 from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, ensure_tables, table_exists, update_columns
@@ -110,11 +112,12 @@ def weak_label(dataset_version: int | str | None = None, seed: int = 0, epochs: 
     report["label_model_fit_seconds"] = round(fit_seconds, 2)
     report["seconds"] = round(time.monotonic() - began, 2)
     if track:
-        report["mlflow_run_id"] = _track(settings, model, summary, report, seed)
+        report["mlflow_run_id"], digest = _track(settings, model, summary, report, seed)
         with connect(settings) as conn:
             ensure_tables(conn, LABEL_MODELS)
-            conn.execute(sql.SQL("INSERT INTO {t} (dataset_version, mlflow_run_id) VALUES (%s, %s)")
-                         .format(t=identifier(LABEL_MODELS)), (settings.dataset_version, report["mlflow_run_id"]))
+            conn.execute(sql.SQL("INSERT INTO {t} (dataset_version, mlflow_run_id, sha256) VALUES (%s, %s, %s)")
+                         .format(t=identifier(LABEL_MODELS)),
+                         (settings.dataset_version, report["mlflow_run_id"], digest))
             conn.commit()
     print(summary.to_string(index=False))
     log.info("weak labels for version %d: %s", settings.dataset_version, report["splits"])
@@ -205,7 +208,9 @@ def _write_parquet(frames: dict[str, pd.DataFrame], settings: Settings) -> Path:
     return folder
 
 
-def _track(settings: Settings, model, summary: pd.DataFrame, report: dict, seed: int) -> str:
+def _track(settings: Settings, model, summary: pd.DataFrame, report: dict, seed: int) -> tuple[str, str]:
+    """The fit's MLflow run: parameters, metrics, the LF summary and the pickled model; returns
+    the run id and the pickle's SHA-256."""
     import mlflow
 
     from ai_tweets import label_model
@@ -220,18 +225,19 @@ def _track(settings: Settings, model, summary: pd.DataFrame, report: dict, seed:
             mlflow.log_metrics({f"{name}_{key}": value for key, value in metrics.items()})
         mlflow.log_metric("label_model_fit_seconds", report["label_model_fit_seconds"])
         mlflow.log_text(summary.to_csv(index=False), "lf_summary.csv")
+        pickled = label_model.dump_label_model(model)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "label_model.pkl"
-            path.write_bytes(label_model.dump_label_model(model))
+            path.write_bytes(pickled)
             mlflow.log_artifact(str(path), artifact_path="label_model")
-        return run.info.run_id
+        return run.info.run_id, hashlib.sha256(pickled).hexdigest()
 
 
 def load_recorded_label_model(settings: Settings, dataset_version: int | None = None):
     """The label model of the newest fit the pipeline recorded in streamingdb (`label_models`)
     for a dataset version (default DATASET_VERSION), and its MLflow run id. Never "the newest run
     in MLflow": anyone who can write to MLflow could start a run that looks newer, and loading a
-    pickle is running its code."""
+    pickle is running its code; and the pickle's bytes must be the ones the pipeline recorded."""
     version = settings.dataset_version if dataset_version is None else int(dataset_version)
     with connect(settings) as conn:
         ensure_tables(conn, LABEL_MODELS)
@@ -246,14 +252,27 @@ def load_recorded_label_model(settings: Settings, dataset_version: int | None = 
 
 
 def load_label_model(settings: Settings, run_id: str):
-    """The label model that the weak-labeling MLflow run `run_id` fitted."""
+    """The label model that the weak-labeling MLflow run `run_id` fitted, unpickled only if its
+    bytes have the SHA-256 the pipeline recorded for that run in `label_models` (UntrustedModel
+    otherwise: a run the pipeline did not record, or a pickle replaced in the artifact store)."""
     import mlflow
 
     from ai_tweets import label_model
 
+    with connect(settings) as conn:
+        ensure_tables(conn, LABEL_MODELS)
+        row = conn.execute(sql.SQL("SELECT sha256 FROM {t} WHERE mlflow_run_id = %s AND sha256 IS NOT NULL "
+                                   "LIMIT 1").format(t=identifier(LABEL_MODELS)), (run_id,)).fetchone()
+        conn.commit()
+    if row is None:
+        raise UntrustedModel(f"the label model of MLflow run {run_id} has no recorded SHA-256 in {LABEL_MODELS} "
+                             f"(not fitted by the pipeline, or before it recorded them): run `ai-tweets prepare`")
     mlflow.set_tracking_uri(settings.mlflow_uri())
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=LABEL_MODEL_ARTIFACT)
-    return label_model.load_label_model(Path(local).read_bytes())
+    pickled = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=LABEL_MODEL_ARTIFACT)).read_bytes()
+    if hashlib.sha256(pickled).hexdigest() != row[0]:
+        raise UntrustedModel(f"the label model of MLflow run {run_id} changed since the pipeline recorded it: "
+                             f"not loaded")
+    return label_model.load_label_model(pickled)
 
 
 def score_file(input_path: Path, output_path: Path, settings: Settings | None = None) -> int:

@@ -48,6 +48,7 @@ from psycopg import sql
 
 from ai_tweets import vocabulary
 from ai_tweets.dataset import normalized_text
+from ai_tweets.model_files import verified
 from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import (
@@ -347,7 +348,8 @@ def model_predictions(settings: Settings, version: str, texts: Sequence[str]) ->
 
     from ai_tweets.model import LABEL_COLUMN, load_classifier
 
-    loaded = load_classifier(f"models:/{settings.model_name}/{version}", settings.mlflow_uri())
+    with verified(settings, f"models:/{settings.model_name}/{version}") as local:
+        loaded = load_classifier(local)
     return loaded.predict(pd.DataFrame({"text": list(texts)}))[LABEL_COLUMN].to_numpy().astype(int)
 
 

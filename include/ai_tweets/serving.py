@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ai_tweets.model_files import UntrustedModel, verified_copy
 from ai_tweets.settings import MODEL_VERSION_ENV, Settings, process_environment
 
 log = logging.getLogger(__name__)
@@ -142,6 +145,7 @@ class ServingSupervisor:
         self.child: subprocess.Popen | None = None
         self.version: str | None = None
         self.rejected: str | None = None  # the champion that failed its smoke test, not tried again
+        self.models = Path(tempfile.mkdtemp(prefix="ai-tweets-serving-"))  # checked copies of the versions
 
     def _write_state(self, state: str, **extra) -> None:
         if self.state_file:
@@ -151,8 +155,13 @@ class ServingSupervisor:
                                                    "updated": time.time(), **extra}))
 
     def _spawn(self, version: str, port: int) -> subprocess.Popen:
+        """`mlflow models serve` of a copy of `version` checked against the pipeline's record
+        (`model_files`); UntrustedModel, a RuntimeError, if the files are not the recorded ones."""
+        folder = self.models / f"{version}-{port}"
+        shutil.rmtree(folder, ignore_errors=True)
+        local = verified_copy(self.settings, self.settings.model_name, version, folder)
         argv = [sys.executable, "-m", "mlflow", "models", "serve",
-                "-m", f"models:/{self.settings.model_name}/{version}", "--env-manager", "local",
+                "-m", str(local), "--env-manager", "local",
                 "-h", self.host, "-p", str(port), "-w", "1"]
         env = process_environment(**{MODEL_VERSION_ENV: version}, MLFLOW_TRACKING_URI=self.settings.mlflow_uri(),
                                   MLFLOW_DISABLE_TELEMETRY="true")
@@ -199,8 +208,10 @@ class ServingSupervisor:
     def _reject(self, version: str, reason: str) -> None:
         """Keep the current version serving; report the rejected one (state file, log, model tag)."""
         self.rejected = version
-        log.error("champion version %s rejected, version %s keeps serving: %s", version, self.version, reason)
-        self._write_state("serving", rejected={"version": version, "reason": reason})
+        serving = self.child is not None and self.child.poll() is None
+        log.error("champion version %s rejected, %s: %s", version,
+                  f"version {self.version} keeps serving" if serving else "nothing to serve", reason)
+        self._write_state("serving" if serving else "waiting", rejected={"version": version, "reason": reason})
         try:
             from mlflow import MlflowClient
 
@@ -236,6 +247,8 @@ class ServingSupervisor:
                     else:
                         self._stop_child()
                         self._start_or_fail(wanted, stop)
+                elif not running and wanted is not None and wanted == self.rejected and not self.version:
+                    pass  # the champion was refused and nothing else was ever served: wait for the next
                 elif not running and wanted is not None:
                     version = self.version if wanted == self.rejected and self.version else wanted
                     self._stop_child()
@@ -245,10 +258,18 @@ class ServingSupervisor:
         finally:
             self._stop_child()
             self._write_state("stopped")
+            shutil.rmtree(self.models, ignore_errors=True)
 
     def _start_or_fail(self, version: str, stop: threading.Event, failures: int = 0) -> bool:
         try:
             self._start(version)
+            return True
+        except UntrustedModel as exc:  # deterministic: no retry until the alias moves
+            self._stop_child()
+            if self.version == version:  # its files changed since it was last served
+                self.version = None
+            self._reject(version, str(exc))
+            stop.wait(self.poll_seconds)
             return True
         except RuntimeError as exc:
             self._write_state("failed", reason=str(exc))

@@ -48,6 +48,7 @@ LABEL_COUNTS = "label_counts"  # weak and gold labels per split; prepare and ann
 MODEL_QUALITY = "model_quality"  # one row per trained version: how it was judged, on gold and on weak labels
 LEARNING_CURVE = "learning_curve"  # `make quality`: F1 on held-out real tweets against gold labels used
 LABEL_MODELS = "label_models"  # one row per LabelModel fit: the MLflow run the pipeline itself recorded
+REGISTERED_MODELS = "registered_models"  # one row per classifier version the pipeline registered: its files' SHA-256
 
 # --- tables of the stream: fixed names ------------------------------------------------------
 
@@ -182,13 +183,23 @@ DDL: dict[str, tuple[str, ...]] = {
             f1_sure         double precision NOT NULL,
             PRIMARY KEY (run_id, strategy, round)
         )""",),
+    REGISTERED_MODELS: ("""
+        CREATE TABLE IF NOT EXISTS registered_models (
+            model_name      text NOT NULL,
+            model_version   text NOT NULL,
+            run_id          text NOT NULL,
+            sha256          text NOT NULL,
+            registered_at   timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (model_name, model_version)
+        )""",),
     LABEL_MODELS: ("""
         CREATE TABLE IF NOT EXISTS label_models (
             dataset_version integer NOT NULL,
             mlflow_run_id   text NOT NULL,
             fitted_at       timestamptz NOT NULL DEFAULT now(),
+            sha256          text,  -- of the pickle; NULL in rows from before it was recorded (not loaded)
             PRIMARY KEY (dataset_version, mlflow_run_id)
-        )""",),
+        )""", "ALTER TABLE label_models ADD COLUMN IF NOT EXISTS sha256 text"),
     QUARANTINE_TABLE: ("""
         CREATE TABLE IF NOT EXISTS ingest_quarantine (
             target_table    text NOT NULL,

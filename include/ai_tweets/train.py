@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ai_tweets.model_files import record_version, verified
 from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, ensure_tables
@@ -119,9 +120,12 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_
                   "lf_summary_table": lf_summary_table_name(settings)},
             dataset_info=dataset_info, experiment_name=experiment)
 
+    # Recorded before it can become the champion: whoever loads it checks its files against this.
+    record_version(settings, settings.model_name, str(version.version))
+
     def champion_score(champion) -> float:
-        scores = classifier.predict_texts(f"models:/{settings.model_name}/{champion.version}", test_texts,
-                                          settings.mlflow_uri())
+        with verified(settings, f"models:/{settings.model_name}/{champion.version}") as local:
+            scores = classifier.predict_texts(classifier.load_classifier(local), test_texts)
         return classifier.evaluate(scores, test_labels, _threshold_of(champion, settings))[SELECTION_METRIC]
 
     decision = classifier.promote_if_better(MlflowClient(settings.mlflow_uri()), settings.model_name,
@@ -194,7 +198,8 @@ def predict_file(input_path: Path, output_path: Path, model_uri: str | None = No
     settings = settings or load_settings()
     texts = read_texts(input_path)
     uri = model_uri or f"models:/{settings.model_name}@champion"
-    loaded = classifier.load_classifier(uri, settings.mlflow_uri())
+    with verified(settings, uri) as local:
+        loaded = classifier.load_classifier(local)
     output = loaded.predict(pd.DataFrame({"text": texts}))
     pd.DataFrame({"text": texts, "ai_probability": output["ai_probability"],
                   "label": output["label"]}).to_csv(output_path, index=False)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ai_tweets.generator import generate
+from ai_tweets.model_files import record_version
 from ai_tweets.schema import normalize
 from ai_tweets.settings import Settings
 from ai_tweets_devkit.env import python_env
@@ -34,6 +35,7 @@ def register_model(settings: Settings, seed: int, epochs: int = 3, champion: boo
     metrics = model.evaluate(trained.predict(texts[3_000:]), labels[3_000:], trained.threshold)
     version = model.log_and_register(trained, metrics, tracking_uri=settings.mlflow_uri(),
                                      model_name=settings.model_name, experiment_name="integration-tests")
+    record_version(settings, settings.model_name, str(version.version))  # as the train stage does
     if champion:
         MlflowClient(settings.mlflow_uri()).set_registered_model_alias(
             settings.model_name, "champion", str(version.version))
@@ -114,6 +116,7 @@ def register_broken_model(settings: Settings, folder: Path, champion: bool = Tru
         info = mlflow.pyfunc.log_model(name="model", python_model=str(code),
                                        registered_model_name=settings.model_name)
     version = str(info.registered_model_version)
+    record_version(settings, settings.model_name, version)  # the pipeline's own bad model, not a stranger's
     if champion:
         MlflowClient(settings.mlflow_uri()).set_registered_model_alias(settings.model_name, "champion", version)
     return version

@@ -479,7 +479,8 @@ def test_each_service_connects_to_postgres_as_a_role_of_its_own(services: dict[s
 def test_only_the_classify_job_and_mlflow_share_a_network_with_model_serving(services: dict[str, dict]) -> None:
     """Model serving has no login of its own: the network is its fence. It runs the same
     supervisor as the local stack (`ai-tweets serve`), listening on every interface of a network
-    that only MLflow (where it loads from) and the containers the classify job runs in share."""
+    that only MLflow (where it loads from), PostgreSQL (the record of the versions' files) and
+    the containers the classify job runs in share."""
     def networks(service: dict) -> set[str]:
         return set(service.get("networks") or ["default"])
 
@@ -487,5 +488,5 @@ def test_only_the_classify_job_and_mlflow_share_a_network_with_model_serving(ser
     assert serving["command"][:2] == ["ai-tweets", "serve"] and "0.0.0.0" in serving["command"]
     reach = {name for name, service in services.items()
              if name != "model-serving" and networks(service) & networks(serving)}
-    assert reach == {"mlflow", "airflow-scheduler", "spark-worker"}, reach
+    assert reach == {"mlflow", "postgres", "airflow-scheduler", "spark-worker"}, reach
     assert services["airflow-scheduler"]["command"] == "scheduler"  # where the classify job's driver runs

@@ -295,3 +295,52 @@ def test_the_watchdog_restarts_a_stalled_classify_job_and_says_so(served, tmp_pa
         assert job_status("classify", load_settings())["state"] == "running"
     finally:
         stop_job("classify", load_settings())
+
+
+def test_a_version_the_pipeline_did_not_register_or_whose_files_changed_is_never_loaded(served, tmp_path):
+    """A registry write is code execution (a pyfunc unpickles on load). A version registered with
+    the pipeline's MLflow password but not by the pipeline (no record in its database), and a
+    recorded version whose files were replaced in the artifact store, are refused by everything
+    that loads models: neither is loaded (the model inside raises on every prediction, which the
+    smoke test would report), serving keeps the previous version and says why."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from ai_tweets.model_files import UntrustedModel, verified
+    from ai_tweets_devkit.models import BROKEN_MODEL, register_broken_model
+    from localstack.runtime import Context
+
+    _, settings, server, _ = served
+    good = server.state()["version"]
+    client = MlflowClient(settings.mlflow_uri())
+    code = tmp_path / "stranger.py"
+    code.write_text(BROKEN_MODEL)
+    mlflow.set_tracking_uri(settings.mlflow_uri())
+    mlflow.set_experiment("integration-tests")
+    with mlflow.start_run():
+        stranger = str(mlflow.pyfunc.log_model(name="model", python_model=str(code),
+                                               registered_model_name=settings.model_name).registered_model_version)
+    tampered = register_broken_model(settings, tmp_path, champion=False)
+    source = client.get_model_version(settings.model_name, tampered).source  # models:/m-<logged model id>
+    location = client.get_logged_model(source.removeprefix("models:/"))
+    store = Context.load().local / "mlflow" / "artifacts"  # the tracking server's artifact store
+    files = store / location.artifact_location.removeprefix("mlflow-artifacts:/")
+    (files / "MLmodel").write_text((files / "MLmodel").read_text() + "# changed in the artifact store\n")
+    refused = {stranger: "not registered by the pipeline", tampered: "changed since the pipeline registered"}
+    for version, reason in refused.items():
+        uri = f"models:/{settings.model_name}/{version}"
+        with pytest.raises(UntrustedModel, match=reason), verified(settings, uri):
+            pass
+    try:
+        for version, reason in refused.items():
+            client.set_registered_model_alias(settings.model_name, "champion", version)
+            deadline = time.monotonic() + 120
+            state = server.state()
+            while state.get("rejected", {}).get("version") != version:
+                assert time.monotonic() < deadline, f"version {version} was not refused: {state}"
+                time.sleep(1)
+                state = server.state()
+            assert state["version"] == good and reason in state["rejected"]["reason"], state
+            assert "broken on purpose" not in state["rejected"]["reason"]
+    finally:
+        client.set_registered_model_alias(settings.model_name, "champion", good)

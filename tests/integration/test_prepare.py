@@ -189,6 +189,24 @@ def test_weak_labels_lf_summary_mlflow_parquet_and_cli(captured, tmp_path):
                          (iso.settings.dataset_version,))
     assert len(recorded) >= 2 and recorded[-2][0] == report["mlflow_run_id"], "one row per fit"
     assert load_recorded_label_model(iso.settings)[1] == recorded[-1][0] != forged.info.run_id
+    # Loaded by its run id, the forged pickle is refused too (the pipeline recorded no SHA-256 for
+    # it); so is the pipeline's own pickle once replaced in the artifact store.
+    from ai_tweets.model_files import UntrustedModel
+    from ai_tweets.prepare import LABEL_MODEL_ARTIFACT, load_label_model
+    from localstack.runtime import Context
+
+    with pytest.raises(UntrustedModel, match="no recorded SHA-256"):
+        load_label_model(iso.settings, forged.info.run_id)
+    run = mlflow.get_run(recorded[-1][0])
+    pickle_file = (Context.load().local / "mlflow" / "artifacts"
+                   / run.info.artifact_uri.removeprefix("mlflow-artifacts:/") / LABEL_MODEL_ARTIFACT)
+    original = pickle_file.read_bytes()
+    try:
+        pickle_file.write_bytes(original + b"\0")
+        with pytest.raises(UntrustedModel, match="changed since the pipeline recorded it"):
+            load_recorded_label_model(iso.settings)
+    finally:
+        pickle_file.write_bytes(original)
 
     source, target = tmp_path / "texts.jsonl", tmp_path / "weak.csv"
     source.write_text(json.dumps({"text": "New paper: a transformer for protein folding https://arxiv.org/abs/1"})

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parents[2] / "include" / "ai_tweets"
 LAYERS: dict[str, set[str]] = {
     "foundation": {"__init__", "errors", "retrying", "settings", "tables", "schema", "urls", "vocabulary",
                    "generator", "assets"},
-    "services": {"storage", "kafka", "x_api", "airflow_api", "serving", "spark", "tracking"},
+    "services": {"storage", "kafka", "x_api", "airflow_api", "serving", "spark", "tracking", "model_files"},
     "blocks": {"stream", "health", "sources", "dataset", "labeling", "label_model", "model"},
     "stages": {"capture", "ingest", "prepare", "annotation", "train", "classify", "retweet", "retention",
                "dashboard"},
