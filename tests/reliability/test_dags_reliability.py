@@ -29,7 +29,7 @@ from ai_tweets.settings import environment, load_settings
 from ai_tweets.storage import connect, table_exists
 from ai_tweets.tables import identifier
 
-OPERATIONAL_LOGS = {"classify_batches", "model_quality", "label_models"}
+OPERATIONAL_LOGS = {"classify_batches", "model_quality", "label_models", "registered_models"}  # one row per run or version
 
 
 @pytest.fixture(scope="module")
