@@ -29,7 +29,8 @@ from ai_tweets.settings import environment, load_settings
 from ai_tweets.storage import connect, table_exists
 from ai_tweets.tables import identifier
 
-OPERATIONAL_LOGS = {"classify_batches", "model_quality", "label_models", "registered_models"}  # one row per run or version
+# one row per run or version
+OPERATIONAL_LOGS = {"classify_batches", "model_quality", "label_models", "registered_models"}
 
 
 @pytest.fixture(scope="module")
