@@ -97,6 +97,20 @@ class AirflowClient:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}"
                                     f"/taskInstances/{task_id}")
 
+    def _hitl_path(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+        return (f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}/taskInstances/{task_id}"
+                f"/{map_index}/hitlDetails")
+
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict:
+        """A Human-in-the-loop task's request and answer (subject, body, options, chosen_options,
+        responded_by_user, ...), as the Required Actions page shows it."""
+        return self._request("GET", self._hitl_path(dag_id, run_id, task_id, map_index))
+
+    def respond(self, dag_id: str, run_id: str, task_id: str, options: list[str], map_index: int = -1) -> dict:
+        """Answer a Human-in-the-loop task as the logged-in user, like the Required Actions page does."""
+        return self._request("PATCH", self._hitl_path(dag_id, run_id, task_id, map_index),
+                             {"chosen_options": options, "params_input": {}})
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
         """The log of one try of a task, as text (structured log lines joined, one per line)."""
         lines = []

@@ -4,13 +4,21 @@ Every decision is a row of the table `retweets` (primary key tweet_id), written 
 `INSERT … ON CONFLICT DO NOTHING`: a tweet that has a row is never considered again, whatever
 its action was, so replays, restarts and concurrent workers never retweet twice.
 
-    action         meaning
-    pending        claimed, the POST to X is under way (or the process died during it)
-    retweeted      X answered {"retweeted": true}
-    would_retweet  dry run: eligible and within the budget, nothing sent to X
-    skipped        not eligible (no external link, denied or unlisted domain), over a rate limit
-                   or the daily cap, or X does not confirm the tweet as the stream carried it
-    failed         X refused or could not be reached; not retried
+    action           meaning
+    pending          claimed, the POST to X is under way (or the process died during it)
+    retweeted        X answered {"retweeted": true}
+    would_retweet    dry run: eligible and within the budget, nothing sent to X
+    skipped          not eligible (no external link, denied or unlisted domain), over a rate limit
+                     or the daily cap, or X does not confirm the tweet as the stream carried it
+    failed           X refused or could not be reached; not retried
+    awaiting_review  review mode: eligible, waiting for a person's answer in Airflow
+    rejected         review mode: the reviewer (reviewed_by) chose not to retweet it
+    expired          review mode: nobody answered within X_RETWEET_REVIEW_MINUTES
+
+Review mode (X_RETWEET_REVIEW; the default in live mode): the classify job records eligible
+tweets `awaiting_review` and sends nothing; the `review_retweets` DAG shows them to a person
+(`ai_tweets.review`), and `settle_review` turns the answer into the actions above. An approved
+tweet then takes the budget and is re-read from X and retweeted like any other.
 
 Side effects outside the transaction: `decide` records every decision (`pending` for a retweet
 to make) in the caller's transaction; the classify job commits them with its AI tweets, and
@@ -58,7 +66,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Literal
@@ -92,7 +100,10 @@ X_REQUEST_TIMEOUT = (10.0, 30.0)  # connect, read: a stalled POST must not hold 
 _WINDOW_LOCK = "ai_tweets.retweets"  # advisory lock serializing budget checks across workers
 _PLACEHOLDER = "change-me"
 
-Action = Literal["pending", "retweeted", "would_retweet", "skipped", "failed", "already_decided"]
+Action = Literal["pending", "retweeted", "would_retweet", "skipped", "failed", "awaiting_review", "rejected",
+                 "expired", "already_decided"]
+# The rows that used the budget (or, in a dry run, would have): the 15-minute window and the daily cap count them.
+SPENT_ACTIONS = ("pending", "retweeted", "would_retweet", "failed")
 
 
 class RetweetError(RuntimeError):
@@ -128,6 +139,7 @@ class RetweetPolicy:
     deny_domains: tuple[str, ...] = ()
     any_domain: bool = False  # live mode without an allow list: must be said explicitly
     max_per_day: int = DEFAULT_RETWEETS_PER_DAY
+    review: bool = False  # eligible tweets wait for a person's approval (`ai_tweets.review`)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_per_15min <= X_RETWEETS_PER_15_MIN:
@@ -151,7 +163,8 @@ class RetweetPolicy:
     def from_settings(cls, values: RetweetSettings) -> RetweetPolicy:
         """The policy of `Settings.retweet`, checked."""
         return cls(dry_run=values.dry_run, max_per_15min=values.max_per_15min, allow_domains=values.allow_domains,
-                   deny_domains=values.deny_domains, any_domain=values.any_domain, max_per_day=values.max_per_day)
+                   deny_domains=values.deny_domains, any_domain=values.any_domain, max_per_day=values.max_per_day,
+                   review=values.review)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RetweetPolicy:
@@ -294,7 +307,8 @@ class Retweeter:
                 self._table_ready = True
             known = self._decided(conn, list(first))
             undecided = [c for tweet_id, c in first.items() if tweet_id not in known]
-            if not self.policy.dry_run and any(eligible(c.urls, self.policy)[0] for c in undecided):
+            if not self.policy.dry_run and not self.policy.review and any(eligible(c.urls, self.policy)[0]
+                                                                          for c in undecided):
                 self._account()
             decided = self.decide(conn, list(first.values()))
         return self.send(decided)
@@ -370,6 +384,8 @@ class Retweeter:
         ok, reason = eligible(candidate.urls, self.policy)
         if not ok:
             return self._record(conn, candidate, "skipped", reason)
+        if self.policy.review:  # a person decides, in the review_retweets DAG; the budget is taken then
+            return self._record(conn, candidate, "awaiting_review", reason)
         if self.policy.dry_run:
             recorded, reason = self._claim(conn, candidate, "would_retweet", reason)
             if recorded == "would_retweet":
@@ -409,19 +425,65 @@ class Retweeter:
         (None: the tweet had a row) and why. The count and the insert hold an advisory lock, so
         concurrent workers cannot both take the last slot."""
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_WINDOW_LOCK,))
-            used, today = conn.execute(sql.SQL("""
-                SELECT count(*) FILTER (WHERE decided_at > now() - interval '15 minutes'), count(*)
-                FROM {table}
-                WHERE dry_run = %s AND action <> 'skipped' AND decided_at > now() - interval '1 day'
-                """).format(table=identifier(RETWEETS_TABLE)), (self.policy.dry_run,)).fetchone()
-            if used >= self.policy.max_per_15min:
-                action = "skipped"
-                reason = f"local_rate_limit: {used} in the last 15 min (max {self.policy.max_per_15min})"
-            elif today >= self.policy.max_per_day:
-                action = "skipped"
-                reason = f"daily_cap: {today} in the last 24 h (X_RETWEETS_PER_DAY={self.policy.max_per_day})"
+            refused = self._over_budget(conn)
+            if refused:
+                action, reason = "skipped", refused
             return (action if self._insert(conn, candidate, action, reason) else None), reason
+
+    def _over_budget(self, conn: psycopg.Connection) -> str | None:
+        """Why the budget has no room left (None: it has), with the advisory lock held until the
+        caller's transaction ends, so that its insert or update takes the slot counted here."""
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_WINDOW_LOCK,))
+        used, today = conn.execute(sql.SQL("""
+            SELECT count(*) FILTER (WHERE decided_at > now() - interval '15 minutes'), count(*)
+            FROM {table}
+            WHERE dry_run = %s AND action = ANY(%s) AND decided_at > now() - interval '1 day'
+            """).format(table=identifier(RETWEETS_TABLE)), (self.policy.dry_run, list(SPENT_ACTIONS))).fetchone()
+        if used >= self.policy.max_per_15min:
+            return f"local_rate_limit: {used} in the last 15 min (max {self.policy.max_per_15min})"
+        if today >= self.policy.max_per_day:
+            return f"daily_cap: {today} in the last 24 h (X_RETWEETS_PER_DAY={self.policy.max_per_day})"
+        return None
+
+    # --- the review queue's answers -------------------------------------------------------------
+
+    def settle_review(self, approved: Sequence[Candidate], rejected: Sequence[int], expired: Sequence[int],
+                      reviewer: str | None, expired_reason: str = "expired: no answer in time") -> list[RetweetResult]:
+        """Settle the rows `awaiting_review` a review answered: `approved` candidates take the
+        budget like any retweet (`would_retweet` in a dry run; live, `pending`, then re-read from
+        X and sent, most probable first), `rejected` ones become `rejected`, unanswered ones
+        `expired`; each records `reviewer`. A row no longer awaiting review (settled by an earlier
+        answer) is left as it is and comes back `already_decided`."""
+        results: list[RetweetResult] = []
+        with connect(self.settings) as conn:
+            ensure_retweets_table(conn)
+            for tweet_ids, action, reason, who in ((rejected, "rejected", f"rejected by {reviewer}", reviewer),
+                                                   (expired, "expired", expired_reason, None)):
+                for tweet_id in tweet_ids:
+                    results.append(self._settle(conn, tweet_id, action, reason, who))
+            for candidate in sorted(approved, key=lambda c: -c.ai_probability):
+                with conn.transaction():
+                    action, reason = ("would_retweet" if self.policy.dry_run else "pending"), f"approved by {reviewer}"
+                    refused = self._over_budget(conn)
+                    if refused:
+                        action, reason = "skipped", f"{refused} (approved by {reviewer})"
+                    elif not self.policy.dry_run and time.time() < self._paused_until:
+                        action, reason = "skipped", f"x_rate_limit: paused until {_utc(self._paused_until)}"
+                    result = self._settle(conn, candidate.tweet_id, action, reason, reviewer)
+                results.append(replace(result, domains=candidate.domains,
+                                                   candidate=candidate if result.action == "pending" else None))
+        return self.send(results)
+
+    def _settle(self, conn: psycopg.Connection, tweet_id: int, action: Action, reason: str,
+                reviewer: str | None) -> RetweetResult:
+        """Turn a row `awaiting_review` into `action`, now (the budget counts from this moment)."""
+        updated = conn.execute(sql.SQL("""
+            UPDATE {table} SET action = %s, reason = %s, reviewed_by = %s, reviewed_at = now(), decided_at = now()
+            WHERE tweet_id = %s AND action = 'awaiting_review'""").format(table=identifier(RETWEETS_TABLE)),
+            (action, reason, reviewer, tweet_id)).rowcount
+        if not updated:
+            return RetweetResult(tweet_id, "already_decided", "no longer awaiting review")
+        return RetweetResult(tweet_id, action, reason)
 
     def _complete(self, conn: psycopg.Connection, tweet_id: int, action: Action, reason: str,
                   response: str | None) -> None:

@@ -54,6 +54,7 @@ KAFKA_SECURITY_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT")
 
 DEFAULT_RETWEETS_PER_15_MIN = 40  # a margin below X's 50, for retweets made by hand on the same account
 DEFAULT_RETWEETS_PER_DAY = 100
+DEFAULT_REVIEW_MINUTES = 60  # a retweet is worth something while the tweet is fresh
 X_USER_CREDENTIALS = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -63,11 +64,16 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 class RetweetSettings:
     """The retweet policy as configured: X_RETWEET_DRY_RUN (default true), X_RETWEETS_PER_15_MIN
     (default 40), X_RETWEETS_PER_DAY (default 100), X_RETWEET_ALLOW_DOMAINS and
-    X_RETWEET_DENY_DOMAINS (comma-separated), X_RETWEET_ANY_DOMAIN (default false), and the
-    account's OAuth 1.0a credentials (X_USER_CREDENTIALS). `retweet.RetweetPolicy` checks the
-    domains, X's limits and the live-mode rule."""
+    X_RETWEET_DENY_DOMAINS (comma-separated), X_RETWEET_ANY_DOMAIN (default false),
+    X_RETWEET_REVIEW (a person approves each retweet in Airflow; default true in live mode, false
+    in a dry run), X_RETWEET_REVIEW_MINUTES (how long a review waits for an answer before its
+    candidates expire, default 60), and the account's OAuth 1.0a credentials
+    (X_USER_CREDENTIALS). `retweet.RetweetPolicy` checks the domains, X's limits and the
+    live-mode rule."""
 
     dry_run: bool = True
+    review: bool = False
+    review_minutes: int = DEFAULT_REVIEW_MINUTES
     max_per_15min: int = DEFAULT_RETWEETS_PER_15_MIN
     max_per_day: int = DEFAULT_RETWEETS_PER_DAY
     allow_domains: tuple[str, ...] = ()
@@ -90,8 +96,14 @@ def retweet_settings(env: Mapping[str, str]) -> RetweetSettings:
             raise SettingsError(f"{name}={value!r} must be a whole number.")
         return int(value)
 
+    dry_run = boolean("X_RETWEET_DRY_RUN", "true")
+    review_minutes = whole("X_RETWEET_REVIEW_MINUTES", DEFAULT_REVIEW_MINUTES)
+    if not 1 <= review_minutes <= 7 * 24 * 60:
+        raise SettingsError(f"X_RETWEET_REVIEW_MINUTES={review_minutes} must be from 1 to {7 * 24 * 60} (a week).")
     return RetweetSettings(
-        dry_run=boolean("X_RETWEET_DRY_RUN", "true"),
+        dry_run=dry_run,
+        review=boolean("X_RETWEET_REVIEW", "false" if dry_run else "true"),
+        review_minutes=review_minutes,
         max_per_15min=whole("X_RETWEETS_PER_15_MIN", DEFAULT_RETWEETS_PER_15_MIN),
         max_per_day=whole("X_RETWEETS_PER_DAY", DEFAULT_RETWEETS_PER_DAY),
         allow_domains=tuple(env.get("X_RETWEET_ALLOW_DOMAINS", "").split(",")),

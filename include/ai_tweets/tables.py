@@ -57,6 +57,11 @@ AI_TWEETS_TABLE = "ai_tweets"  # what the classifier called AI, exactly once per
 TWEET_URLS_TABLE = "tweet_urls"  # the links of the AI tweets, canonical
 BATCHES_TABLE = "classify_batches"  # the classify stream's log of micro-batches
 RETWEETS_TABLE = "retweets"  # one row per tweet ever considered for a retweet
+# What a row of `retweets` says (see `ai_tweets.retweet`): awaiting_review, rejected and expired
+# are the review queue's (`ai_tweets.review`).
+RETWEET_ACTIONS = ("pending", "retweeted", "would_retweet", "skipped", "failed", "awaiting_review", "rejected",
+                   "expired")
+_ACTIONS_ARRAY = "ARRAY[" + ", ".join(f"'{action}'::text" for action in RETWEET_ACTIONS) + "]"
 GAPS_TABLE = "stream_gaps"  # offsets that expired from Kafka unread, recorded by --on-data-loss record
 # What the classify stage writes (created before its workers run, and by the dashboard beforehand).
 CLASSIFY_TABLES = (QUARANTINE_TABLE, AI_TWEETS_TABLE, TWEET_URLS_TABLE, BATCHES_TABLE, RETWEETS_TABLE)
@@ -258,8 +263,7 @@ DDL: dict[str, tuple[str, ...]] = {
         CREATE TABLE IF NOT EXISTS retweets (
             tweet_id        bigint PRIMARY KEY,
             decided_at      timestamptz NOT NULL DEFAULT now(),
-            action          text NOT NULL CHECK (action IN
-                                ('pending', 'retweeted', 'would_retweet', 'skipped', 'failed')),
+            action          text NOT NULL,
             reason          text NOT NULL,
             dry_run         boolean NOT NULL,
             author_handle   text,
@@ -269,7 +273,18 @@ DDL: dict[str, tuple[str, ...]] = {
             completed_at    timestamptz
         )""",
         # the budget counts the recent rows that are not `skipped`
-        "CREATE INDEX IF NOT EXISTS retweets_window_idx ON retweets (decided_at) WHERE action <> 'skipped'"),
+        "CREATE INDEX IF NOT EXISTS retweets_window_idx ON retweets (decided_at) WHERE action <> 'skipped'",
+        "ALTER TABLE retweets ADD COLUMN IF NOT EXISTS reviewed_by text",  # who approved or rejected it
+        "ALTER TABLE retweets ADD COLUMN IF NOT EXISTS reviewed_at timestamptz",
+        # the actions allowed, (re)made only when they changed: a table made before `RETWEET_ACTIONS` grew
+        f"""DO $$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'retweets'::regclass
+                           AND conname = 'retweets_action_check'
+                           AND pg_get_constraintdef(oid) = $c$CHECK ((action = ANY ({_ACTIONS_ARRAY})))$c$) THEN
+                ALTER TABLE retweets DROP CONSTRAINT IF EXISTS retweets_action_check;
+                ALTER TABLE retweets ADD CONSTRAINT retweets_action_check CHECK (action = ANY ({_ACTIONS_ARRAY}));
+            END IF;
+        END $$"""),
     GAPS_TABLE: ("""
         CREATE TABLE IF NOT EXISTS stream_gaps (
             query_name      text NOT NULL,

@@ -25,10 +25,16 @@ pytestmark = pytest.mark.usefixtures("local_stack")
 SCREENSHOT = ROOT / ".local" / "screenshots" / "superset_dashboard.png"
 LABEL_COUNTS, MODEL_QUALITY, LEARNING_CURVE = ("Label counts: weak vs gold", "Model quality: gold vs weak labels",
                                                "Learning curve (latest make quality)")
+DECISIONS, LATEST_DECISIONS = "Retweet decisions", "Latest retweet decisions"
 CHARTS = {"AI tweets per minute", "Share of AI tweets", "Top domains", "Top URLs", "Latest AI tweets",
-          "Model version in use", "Batch latency", LABEL_COUNTS, MODEL_QUALITY, LEARNING_CURVE}
+          "Model version in use", "Batch latency", LABEL_COUNTS, MODEL_QUALITY, LEARNING_CURVE, DECISIONS,
+          LATEST_DECISIONS}
 DATASETS = ("ai_tweets", "classify_batches", "tweet_urls", "latest_ai_tweets", "label_counts", "model_quality",
-            "latest_learning_curve")
+            "latest_learning_curve", "retweet_decisions")
+# Retweet decisions of three seeded tweets: (action, reason, reviewed_by)
+SEEDED_DECISIONS = [("would_retweet", "eligible: example-ai-0.org", None),
+                    ("rejected", "rejected by dana", "dana"),
+                    ("expired", "expired: no answer in 1 hour(s)", None)]
 # What the stages write, seeded here under a test dataset version, model name and quality run:
 # label counts (version, split, source, label, tweets), trained versions, and a learning curve.
 SEEDED_COUNTS = [("train", "weak", "AI", 1_204), ("train", "weak", "not AI", 8_311), ("train", "weak", "abstain", 977),
@@ -102,9 +108,14 @@ def seeded(settings, test_model, provisioned):
                 "INSERT INTO learning_curve (run_id, run_at, strategy, round, gold_labels, model_version, champion, "
                 "f1_all, precision_all, recall_all, f1_sure) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 curve)
-    yield {"version": version, "run_id": run_id}
+            cursor.executemany(
+                "INSERT INTO retweets (tweet_id, action, reason, reviewed_by, dry_run, ai_probability, domains) "
+                "VALUES (%s, %s, %s, %s, true, 0.9, '{}') ON CONFLICT (tweet_id) DO NOTHING",
+                [(tweet_id, *decision) for tweet_id, decision in zip(ids, SEEDED_DECISIONS, strict=False)])
+    yield {"version": version, "run_id": run_id, "ids": ids}
     with connect(settings) as conn:
         conn.execute("DELETE FROM ai_tweets WHERE tweet_id = ANY(%s)", (ids,))  # tweet_urls cascade
+        conn.execute("DELETE FROM retweets WHERE tweet_id = ANY(%s)", (ids,))
         conn.execute("DELETE FROM classify_batches WHERE query_name = %s", (query_name,))
         conn.execute("DELETE FROM label_counts WHERE dataset_version = %s", (version,))
         conn.execute("DELETE FROM model_quality WHERE model_name IN (%s, %s)",
@@ -152,6 +163,12 @@ def test_every_chart_query_returns_rows(test_model, seeded):
     assert [row["gold_labels"] for row in curve] == [n * GOLD_PER_ROUND for n in range(4)]
     assert [row["uncertainty"] for row in curve] == pytest.approx(SEEDED_CURVE["uncertainty"])
     assert [row["random"] for row in curve] == pytest.approx(SEEDED_CURVE["random"])
+    # Retweet decisions: who decided each, in words; the seeded ones among the latest.
+    by = {(row["action"], row["reviewed_by"]) for row in data[DECISIONS]}
+    assert {("would_retweet", "(automatic)"), ("rejected", "dana"), ("expired", "(nobody)")} <= by
+    latest = {row["text"]: (row["action"], row["reviewed_by"], row["reason"]) for row in data[LATEST_DECISIONS]}
+    seeded_text = "Fine-tuning a small LLM, notes 1: https://example-ai-1.org/post/1"
+    assert latest.get(seeded_text) == ("rejected", "dana", "rejected by dana")
 
 
 def test_screenshot_of_the_dashboard(settings, provisioned, seeded, tmp_path):

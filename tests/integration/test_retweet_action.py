@@ -21,6 +21,7 @@ from psycopg import sql
 from ai_tweets import x_api
 from ai_tweets.retweet import (
     RETWEETS_TABLE,
+    SPENT_ACTIONS,
     X_RETWEETS_PER_15_MIN,
     Candidate,
     Retweeter,
@@ -111,9 +112,9 @@ def budget(settings, dry_run: bool, needed: int) -> int:
     """A limit that leaves exactly `needed` slots in the current window."""
     with connect(settings) as conn:
         ensure_retweets_table(conn)
-        used = conn.execute(sql.SQL("SELECT count(*) FROM {table} WHERE dry_run = %s AND action <> 'skipped' "
+        used = conn.execute(sql.SQL("SELECT count(*) FROM {table} WHERE dry_run = %s AND action = ANY(%s) "
                                     "AND decided_at > now() - interval '15 minutes'").format(table=TABLE),
-                            (dry_run,)).fetchone()[0]
+                            (dry_run, list(SPENT_ACTIONS))).fetchone()[0]
     if used + needed > X_RETWEETS_PER_15_MIN:
         pytest.skip(f"{used} retweets in the current window leave no room for this test")
     return used + needed
@@ -364,3 +365,34 @@ def test_the_daily_cap_holds_across_workers(settings, api, new_id):
     assert results[1].reason == f"daily_cap: {cap} in the last 24 h (X_RETWEETS_PER_DAY={cap})"
     later = live(settings, api, max_per_15min=X_RETWEETS_PER_15_MIN, max_per_day=cap).process([candidate(new_id(), "https://arxiv.org/abs/9")])
     assert later[0].reason.startswith("daily_cap:") and len(posts(api)) == 1
+
+
+def test_review_mode_sends_nothing_until_a_person_approves_and_records_who_decided(settings, api, new_id):
+    approved, rejected, unanswered, denied = new_id(), new_id(), new_id(), new_id()
+    retweeter = live(settings, api, review=True, deny_domains=("spam.example",),
+                     max_per_15min=budget(settings, False, 1))
+    candidates = [candidate(approved, "https://arxiv.org/abs/5", probability=0.7),
+                  candidate(rejected, "https://github.com/a/b", probability=0.95),
+                  candidate(unanswered, "https://arxiv.org/abs/6"),
+                  candidate(denied, "https://spam.example/x")]
+    results = retweeter.process(candidates)
+    assert {r.tweet_id: r.action for r in results} == {
+        approved: "awaiting_review", rejected: "awaiting_review", unanswered: "awaiting_review", denied: "skipped"}
+    assert api.requests == []  # not even the account check: nothing is sent before a person says so
+    assert row(settings, approved)["reason"] == "eligible: arxiv.org"
+
+    settled = live(settings, api, review=True, max_per_15min=budget(settings, False, 1)).settle_review(
+        [candidates[0]], [rejected], [unanswered], "alice")
+    assert {r.tweet_id: (r.action, r.reason) for r in settled} == {
+        approved: ("retweeted", "retweeted"), rejected: ("rejected", "rejected by alice"),
+        unanswered: ("expired", "expired: no answer in time")}
+    assert api.retweets == [("1000", str(approved))]  # re-read from X, then retweeted
+    with connect(settings) as conn:
+        reviewed = dict(conn.execute(sql.SQL("SELECT tweet_id, reviewed_by FROM {table} WHERE tweet_id = ANY(%s) "
+                                             "AND reviewed_at IS NOT NULL").format(table=TABLE),
+                                     ([approved, rejected, unanswered, denied],)).fetchall())
+    assert reviewed == {approved: "alice", rejected: "alice", unanswered: None}
+
+    again = live(settings, api, review=True).settle_review([candidates[0]], [rejected], [], "bob")
+    assert {r.action for r in again} == {"already_decided"}  # an answer settles a candidate once
+    assert row(settings, rejected)["reason"] == "rejected by alice" and len(posts(api)) == 1

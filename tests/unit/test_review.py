@@ -1,0 +1,55 @@
+"""The retweet review queue's pure parts: how candidates are shown, read back, and configured."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ai_tweets.retweet import Candidate, RetweetPolicy
+from ai_tweets.review import NONE_OPTION, ReviewItem, _body, tweet_id_of
+from ai_tweets.schema import Tweet, TweetUrl
+from ai_tweets.settings import SettingsError, retweet_settings
+from ai_tweets.urls import extract_urls
+
+
+def item(tweet_id: int, text: str, *links: str, author: str = "ml_news", probability: float = 0.93) -> ReviewItem:
+    tweet = Tweet(id=tweet_id, text=text, created_at=datetime(2026, 5, 1, tzinfo=UTC), author_handle=author,
+                  urls=tuple(TweetUrl(f"https://t.co/{i}", url) for i, url in enumerate(links)))
+    return ReviewItem(Candidate(tweet_id, author, probability, tuple(extract_urls(tweet)), text))
+
+
+def test_each_option_names_its_tweet_and_reads_back_to_its_id():
+    long = item(1234567890123456789, "A new open model for code.\nWeights and paper: " + "x" * 200)
+    short = item(42, "Short one")
+    assert long.option.startswith("1234567890123456789 · @ml_news · A new open model for code. Weights")
+    assert long.option.endswith("…") and len(long.option) < 100 and "\n" not in long.option
+    assert short.option == "42 · @ml_news · Short one"
+    assert tweet_id_of(long.option) == 1234567890123456789 and tweet_id_of(short.option) == 42
+    assert tweet_id_of(NONE_OPTION) is None
+
+
+def test_the_body_shows_each_candidate_whole_with_markup_escaped():
+    body = _body([item(7, "LLMs *will* [click](https://evil.example) <b>now</b>", "https://arxiv.org/abs/1",
+                       "https://twitter.com/a/status/9", probability=0.875)], minutes=45)
+    assert "**1. tweet 7** by @ml\\_news, P(AI) 0.88" in body
+    assert "LLMs \\*will\\* \\[click\\]\\(https://evil\\.example\\) \\<b\\>now\\</b\\>" in body
+    assert "links: https://arxiv\\.org/abs/1" in body and "twitter" not in body  # links to X are not shown
+    assert "within 45 minutes, none is retweeted" in body
+
+
+def test_review_is_the_default_in_live_mode_only_and_can_be_set_either_way():
+    assert retweet_settings({}).review is False  # a dry run decides by itself
+    assert retweet_settings({"X_RETWEET_DRY_RUN": "false"}).review is True
+    assert retweet_settings({"X_RETWEET_DRY_RUN": "false", "X_RETWEET_REVIEW": "false"}).review is False
+    assert retweet_settings({"X_RETWEET_REVIEW": "true"}).review is True
+    assert RetweetPolicy.from_settings(retweet_settings({"X_RETWEET_REVIEW": "yes"})).review is True
+    assert retweet_settings({}).review_minutes == 60
+
+
+@pytest.mark.parametrize("variable, value", [("X_RETWEET_REVIEW", "maybe"), ("X_RETWEET_REVIEW_MINUTES", "0"),
+                                             ("X_RETWEET_REVIEW_MINUTES", "20000"),
+                                             ("X_RETWEET_REVIEW_MINUTES", "soon")])
+def test_a_bad_review_setting_is_named(variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        retweet_settings({variable: value})
