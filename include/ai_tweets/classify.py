@@ -210,8 +210,8 @@ def classify_job(settings: Settings, options: ClassifyOptions, query_name: str) 
         decided: list[RetweetResult] = []
         if options.retweet and scored.ai:
             decided = process_retweeter(settings).decide(
-                conn, [Candidate(i.tweet.id, i.tweet.author_handle, s.ai_probability, i.urls, i.tweet.text)
-                       for i, s in scored.ai])
+                conn, [Candidate(i.tweet.id, i.tweet.author_handle, s.ai_probability, i.urls, i.tweet.text,
+                                 s.model_version) for i, s in scored.ai])
         return Written({"ai_rows": len(ai_rows), "requests": scored.requests}, decided, scored.versions)
 
     def send_retweets(decided: list[RetweetResult]) -> None:

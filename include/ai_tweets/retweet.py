@@ -77,6 +77,7 @@ import tweepy
 from psycopg import sql
 
 from ai_tweets import x_api
+from ai_tweets.precision import MIN_GOLD_TWEETS_ABOVE, threshold_for_precision
 from ai_tweets.schema import Tweet
 from ai_tweets.settings import (
     DEFAULT_RETWEETS_PER_15_MIN,
@@ -88,7 +89,7 @@ from ai_tweets.settings import (
     retweet_settings,
 )
 from ai_tweets.storage import connect, ensure_tables
-from ai_tweets.tables import RETWEETS_TABLE, identifier
+from ai_tweets.tables import MODEL_QUALITY, RETWEETS_TABLE, identifier
 from ai_tweets.urls import UrlRecord, domain_of, extract_urls
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,9 @@ class RetweetPolicy:
     any_domain: bool = False  # live mode without an allow list: must be said explicitly
     max_per_day: int = DEFAULT_RETWEETS_PER_DAY
     review: bool = False  # eligible tweets wait for a person's approval (`ai_tweets.review`)
+    # Live without review: only above the scoring version's threshold for this precision on gold
+    # labels (None: no such limit, as in a dry run)
+    min_precision: float | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_per_15min <= X_RETWEETS_PER_15_MIN:
@@ -164,7 +168,7 @@ class RetweetPolicy:
         """The policy of `Settings.retweet`, checked."""
         return cls(dry_run=values.dry_run, max_per_15min=values.max_per_15min, allow_domains=values.allow_domains,
                    deny_domains=values.deny_domains, any_domain=values.any_domain, max_per_day=values.max_per_day,
-                   review=values.review)
+                   review=values.review, min_precision=values.min_precision or None)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RetweetPolicy:
@@ -243,6 +247,7 @@ class Candidate:
     ai_probability: float
     urls: tuple[UrlRecord, ...]
     text: str = ""
+    model_version: str | None = None  # the version that scored it (automatic retweets' threshold)
 
     @classmethod
     def from_tweet(cls, tweet: Tweet, ai_probability: float) -> Candidate:
@@ -290,6 +295,7 @@ class Retweeter:
         self._client_factory = client_factory
         self._client: tweepy.Client | None = None
         self._paused_until = 0.0  # epoch seconds: X answered 429 until then
+        self._gold_thresholds: dict[str | None, float | None] = {}  # by model version, read once
         self._table_ready = False
 
     def process(self, candidates: Sequence[Candidate]) -> list[RetweetResult]:
@@ -386,6 +392,10 @@ class Retweeter:
             return self._record(conn, candidate, "skipped", reason)
         if self.policy.review:  # a person decides, in the review_retweets DAG; the budget is taken then
             return self._record(conn, candidate, "awaiting_review", reason)
+        if not self.policy.dry_run and self.policy.min_precision:
+            below = self._below_gold_threshold(conn, candidate)
+            if below:
+                return self._record(conn, candidate, "skipped", below)
         if self.policy.dry_run:
             recorded, reason = self._claim(conn, candidate, "would_retweet", reason)
             if recorded == "would_retweet":
@@ -395,6 +405,30 @@ class Retweeter:
             return self._record(conn, candidate, "skipped", f"x_rate_limit: paused until {_utc(self._paused_until)}")
         recorded, reason = self._claim(conn, candidate, "pending", reason)
         return self._result(candidate, recorded, reason)
+
+    def _below_gold_threshold(self, conn: psycopg.Connection, candidate: Candidate) -> str | None:
+        """Why an automatic live retweet of `candidate` is refused by the precision rule (None: it
+        is not): its version needs a threshold with MIN_PRECISION on gold labels, and the
+        candidate's probability must reach it."""
+        target = self.policy.min_precision
+        version = candidate.model_version
+        if version not in self._gold_thresholds:
+            if not self._gold_thresholds:  # once per Retweeter: a database made before the column gets it
+                ensure_tables(conn, MODEL_QUALITY)
+            row = conn.execute(sql.SQL("SELECT gold_precision_curve FROM {table} WHERE model_name = %s AND "
+                                       "model_version = %s").format(table=identifier(MODEL_QUALITY)),
+                               (self.settings.model_name, version)).fetchone() if version else None
+            curve = row[0] if row else None
+            self._gold_thresholds[version] = (None if curve is None else
+                                              threshold_for_precision(curve, target, MIN_GOLD_TWEETS_ABOVE))
+        threshold = self._gold_thresholds[version]
+        if threshold is None:
+            return (f"no_gold_threshold: version {version or '?'} has no threshold with precision {target:g} on "
+                    f"{MIN_GOLD_TWEETS_ABOVE}+ gold-labeled tweets (label more, or set X_RETWEET_REVIEW=true)")
+        if candidate.ai_probability < threshold:
+            return (f"below_gold_threshold: P(AI) {candidate.ai_probability:.3f} < {threshold:.3f} "
+                    f"(precision {target:g} on gold labels)")
+        return None
 
     @staticmethod
     def _result(candidate: Candidate, recorded: str | None, reason: str) -> RetweetResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,7 @@ KAFKA_SECURITY_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT")
 DEFAULT_RETWEETS_PER_15_MIN = 40  # a margin below X's 50, for retweets made by hand on the same account
 DEFAULT_RETWEETS_PER_DAY = 100
 DEFAULT_REVIEW_MINUTES = 60  # a retweet is worth something while the tweet is fresh
+DEFAULT_MIN_PRECISION = 0.9  # automatic live retweets: 9 in 10 right on gold labels
 X_USER_CREDENTIALS = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -67,13 +69,16 @@ class RetweetSettings:
     X_RETWEET_DENY_DOMAINS (comma-separated), X_RETWEET_ANY_DOMAIN (default false),
     X_RETWEET_REVIEW (a person approves each retweet in Airflow; default true in live mode, false
     in a dry run), X_RETWEET_REVIEW_MINUTES (how long a review waits for an answer before its
-    candidates expire, default 60), and the account's OAuth 1.0a credentials
+    candidates expire, default 60), X_RETWEET_MIN_PRECISION (live retweets without review only
+    above the champion's threshold for this precision on gold labels; default 0.9, 0 for
+    none), and the account's OAuth 1.0a credentials
     (X_USER_CREDENTIALS). `retweet.RetweetPolicy` checks the domains, X's limits and the
     live-mode rule."""
 
     dry_run: bool = True
     review: bool = False
     review_minutes: int = DEFAULT_REVIEW_MINUTES
+    min_precision: float = DEFAULT_MIN_PRECISION
     max_per_15min: int = DEFAULT_RETWEETS_PER_15_MIN
     max_per_day: int = DEFAULT_RETWEETS_PER_DAY
     allow_domains: tuple[str, ...] = ()
@@ -100,8 +105,16 @@ def retweet_settings(env: Mapping[str, str]) -> RetweetSettings:
     review_minutes = whole("X_RETWEET_REVIEW_MINUTES", DEFAULT_REVIEW_MINUTES)
     if not 1 <= review_minutes <= 7 * 24 * 60:
         raise SettingsError(f"X_RETWEET_REVIEW_MINUTES={review_minutes} must be from 1 to {7 * 24 * 60} (a week).")
+    precision = env.get("X_RETWEET_MIN_PRECISION", "").strip() or str(DEFAULT_MIN_PRECISION)
+    try:
+        min_precision = float(precision)
+    except ValueError:
+        min_precision = math.nan
+    if not 0.0 <= min_precision <= 1.0:  # NaN included
+        raise SettingsError(f"X_RETWEET_MIN_PRECISION={precision!r} must be a number from 0 (no minimum) to 1.")
     return RetweetSettings(
         dry_run=dry_run,
+        min_precision=min_precision,
         review=boolean("X_RETWEET_REVIEW", "false" if dry_run else "true"),
         review_minutes=review_minutes,
         max_per_15min=whole("X_RETWEETS_PER_15_MIN", DEFAULT_RETWEETS_PER_15_MIN),

@@ -172,7 +172,10 @@ DDL: dict[str, tuple[str, ...]] = {
             promoted          boolean NOT NULL,
             decision          text NOT NULL,
             PRIMARY KEY (model_name, model_version)
-        )""",),
+        )""",
+        # [threshold, precision, tweets] on the gold test rows (`model.precision_curve`); NULL when
+        # judged on weak labels: what automatic retweets' threshold is chosen from
+        "ALTER TABLE model_quality ADD COLUMN IF NOT EXISTS gold_precision_curve jsonb"),
     LEARNING_CURVE: ("""
         CREATE TABLE IF NOT EXISTS learning_curve (
             run_id          text NOT NULL,

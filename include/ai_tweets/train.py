@@ -9,7 +9,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from psycopg.types.json import Jsonb
+
 from ai_tweets.model_files import record_version, verified
+from ai_tweets.precision import precision_curve
 from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, ensure_tables
@@ -131,8 +134,9 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_
     decision = classifier.promote_if_better(MlflowClient(settings.mlflow_uri()), settings.model_name,
                                             version, metrics[SELECTION_METRIC], SELECTION_METRIC, champion_score,
                                             judged_on=judged_on)
-    _record_quality(settings, str(version.version), judged_on, words, metrics, dataset_info, trained.threshold,
-                    decision)
+    curve = precision_curve(probabilities, test_labels) if judged_on == "gold" else None
+    record_quality(settings, str(version.version), judged_on, words, metrics, dataset_info, trained.threshold,
+                    decision, curve)
     report = {"dataset_version": settings.dataset_version, "model_version": str(version.version),
               "evaluated_on": judged_on, "evaluated_in_words": words,
               "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
@@ -143,21 +147,22 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_
     return report
 
 
-def _record_quality(settings: Settings, version: str, judged_on: str, words: str, metrics: dict, dataset_info: dict,
-                    threshold: float, decision: dict) -> None:
+def record_quality(settings: Settings, version: str, judged_on: str, words: str, metrics: dict, dataset_info: dict,
+                    threshold: float, decision: dict, curve: list | None = None) -> None:
     """One row of `model_quality` per trained version: how it was judged, on gold and on weak
-    labels side by side, and whether it became the champion (what the dashboard shows)."""
+    labels side by side, whether it became the champion (what the dashboard shows), and its
+    precision at each threshold on gold labels (what automatic retweets are limited by)."""
     with connect(settings) as conn:
         ensure_tables(conn, MODEL_QUALITY)
         conn.execute(
             "INSERT INTO model_quality (model_name, model_version, dataset_version, judged_on, judged_in_words, f1, "
-            "precision, recall, gold_f1, gold_rows, weak_f1, weak_rows, train_gold, threshold, promoted, decision) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "precision, recall, gold_f1, gold_rows, weak_f1, weak_rows, train_gold, threshold, promoted, decision, "
+            "gold_precision_curve) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (model_name, model_version) DO NOTHING",
             (settings.model_name, version, settings.dataset_version, judged_on, words, metrics["f1"],
              metrics["precision"], metrics["recall"], metrics.get("gold_f1"), int(metrics.get("gold_rows", 0)),
              metrics.get("weak_f1"), int(metrics.get("weak_rows", 0)), int(dataset_info["train_gold"]), threshold,
-             decision["promoted"], decision["reason"]))
+             decision["promoted"], decision["reason"], None if curve is None else Jsonb(curve)))
         conn.commit()
 
 

@@ -212,8 +212,8 @@ def test_a_fuzzed_micro_batch_is_written_by_the_classify_job_s_partition_writer(
 
 
 def test_x_errors_never_fail_a_batch_and_each_process_asks_x_once(served, tmp_path):
-    """Live retweets with X answering 429 to GET /2/users/me: the job classifies everything, records
-    the decisions, and its long-lived Retweeters stop asking (no request per batch)."""
+    """Live automatic retweets (no review) with X answering 429 to GET /2/users/me: the job classifies
+    everything, records the decisions, and its long-lived Retweeters stop asking (no request per batch)."""
     from fakes.fake_x_api import ME_PATH, FakeXApi
 
     version = served[2].state()["version"]  # after the champion switch above, not the first version
@@ -221,9 +221,10 @@ def test_x_errors_never_fail_a_batch_and_each_process_asks_x_once(served, tmp_pa
     expected = _predicted_ai(iso, tmp_path, ids, texts, version)
     with FakeXApi() as api:
         api.reject_next("me", 1000, status=429, reset_in=900)
-        live = {**iso.env, "X_RETWEET_DRY_RUN": "false", "X_API_KEY": "k", "X_API_SECRET": "s",
-                "X_ACCESS_TOKEN": "1000-t", "X_ACCESS_TOKEN_SECRET": "ts", "X_API_BASE_URL": api.base_url,
-                "X_RETWEETS_PER_15_MIN": "50", "X_RETWEET_ANY_DOMAIN": "true"}
+        live = {**iso.env, "X_RETWEET_DRY_RUN": "false", "X_RETWEET_REVIEW": "false", "X_API_KEY": "k",
+                "X_API_SECRET": "s", "X_ACCESS_TOKEN": "1000-t", "X_ACCESS_TOKEN_SECRET": "ts",
+                "X_API_BASE_URL": api.base_url, "X_RETWEETS_PER_15_MIN": "50", "X_RETWEET_ANY_DOMAIN": "true",
+                "X_RETWEET_MIN_PRECISION": "0"}  # this version has no gold labels: no precision limit
         result = subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "classify.py"), "--available-now",
                                  "--retweet", "--max-offsets", "500"], env=python_env(**live), capture_output=True,
                                 text=True, timeout=600)

@@ -396,3 +396,38 @@ def test_review_mode_sends_nothing_until_a_person_approves_and_records_who_decid
     again = live(settings, api, review=True).settle_review([candidates[0]], [rejected], [], "bob")
     assert {r.action for r in again} == {"already_decided"}  # an answer settles a candidate once
     assert row(settings, rejected)["reason"] == "rejected by alice" and len(posts(api)) == 1
+
+
+def test_automatic_live_retweets_only_above_the_versions_threshold_for_the_precision_on_gold(settings, api, new_id):
+    """Without review, a live retweet needs the scoring version's threshold for
+    X_RETWEET_MIN_PRECISION on gold labels (from `model_quality`), and a probability that reaches it."""
+    import dataclasses
+
+    from ai_tweets.precision import precision_curve
+    from ai_tweets.train import record_quality
+
+    model = dataclasses.replace(settings, model_name=f"retweet-test-{random.randint(0, 10**9)}")
+    # version 1 was judged on gold: 10 of its 11 tweets at or above 0.8 are AI (0.91); version 2 on weak labels
+    curve = precision_curve([0.99] * 6 + [0.9] * 3 + [0.8] * 2 + [0.5] * 10, [1] * 10 + [0] + [1, 0] * 5)
+    for version, gold in (("1", curve), ("2", None)):  # as the train stage records a version
+        record_quality(model, version, "gold" if gold else "weak", "test", {"f1": 0.9, "precision": 0.9, "recall": 0.9},
+                       {"train_gold": 21}, 0.5, {"promoted": True, "reason": "test"}, gold)
+    try:
+        retweeter = Retweeter(model, RetweetPolicy(dry_run=False, any_domain=True, min_precision=0.9,
+                                                   max_per_15min=budget(settings, False, 1)),
+                              client_factory=lambda: user_client(CREDENTIALS, api.base_url))
+        sure, unsure, unjudged = new_id(), new_id(), new_id()
+        results = retweeter.process([
+            dataclasses.replace(candidate(sure, "https://arxiv.org/abs/7", probability=0.85), model_version="1"),
+            dataclasses.replace(candidate(unsure, "https://arxiv.org/abs/8", probability=0.6), model_version="1"),
+            dataclasses.replace(candidate(unjudged, "https://arxiv.org/abs/9", probability=0.99), model_version="2")])
+        reasons = {r.tweet_id: (r.action, r.reason) for r in results}
+        assert reasons[sure] == ("retweeted", "retweeted")
+        assert reasons[unsure] == ("skipped", "below_gold_threshold: P(AI) 0.600 < 0.800 (precision 0.9 on gold "
+                                              "labels)")
+        assert reasons[unjudged][0] == "skipped"
+        assert reasons[unjudged][1].startswith("no_gold_threshold: version 2 has no threshold with precision 0.9")
+        assert api.retweets == [("1000", str(sure))]
+    finally:
+        with connect(model) as conn:
+            conn.execute("DELETE FROM model_quality WHERE model_name = %s", (model.model_name,))

@@ -13,7 +13,7 @@ LAYERS: dict[str, set[str]] = {
     "foundation": {"__init__", "errors", "retrying", "settings", "tables", "schema", "urls", "vocabulary",
                    "generator", "assets"},
     "services": {"storage", "kafka", "x_api", "airflow_api", "serving", "spark", "tracking", "model_files"},
-    "blocks": {"stream", "health", "sources", "dataset", "labeling", "label_model", "model"},
+    "blocks": {"stream", "health", "sources", "dataset", "labeling", "label_model", "model", "precision"},
     "stages": {"capture", "ingest", "prepare", "annotation", "train", "classify", "retweet", "review",
                "retention", "dashboard"},
     "orchestration": {"jobs", "demo", "quality", "dag_support", "cli"},

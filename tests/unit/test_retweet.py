@@ -99,7 +99,7 @@ def test_candidate_from_tweet():
 
 def test_policy_defaults_are_a_dry_run_below_x_limit():
     policy = RetweetPolicy.from_env({})
-    assert policy == RetweetPolicy(dry_run=True, max_per_15min=40, allow_domains=(), deny_domains=())
+    assert policy == RetweetPolicy(dry_run=True, max_per_15min=40, allow_domains=(), deny_domains=(), min_precision=0.9)
     assert DEFAULT_RETWEETS_PER_15_MIN < X_RETWEETS_PER_15_MIN == 50
 
 

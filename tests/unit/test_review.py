@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ai_tweets.precision import precision_curve, threshold_for_precision
 from ai_tweets.retweet import Candidate, RetweetPolicy
 from ai_tweets.review import NONE_OPTION, ReviewItem, _body, tweet_id_of
 from ai_tweets.schema import Tweet, TweetUrl
@@ -53,3 +54,28 @@ def test_review_is_the_default_in_live_mode_only_and_can_be_set_either_way():
 def test_a_bad_review_setting_is_named(variable, value):
     with pytest.raises(SettingsError, match=variable):
         retweet_settings({variable: value})
+
+
+# --- automatic live retweets: a threshold for a stated precision on gold labels ---------------
+
+def test_the_precision_curve_counts_the_tweets_at_or_above_each_distinct_score():
+    curve = precision_curve([0.9, 0.8, 0.8, 0.4, 0.95], [1, 1, 0, 0, 1])
+    assert curve == [[0.95, 1.0, 1], [0.9, 1.0, 2], [0.8, 0.75, 4], [0.4, 0.6, 5]]
+    assert precision_curve([], []) == []
+
+
+def test_the_threshold_is_the_lowest_that_reaches_the_precision_over_enough_tweets():
+    curve = precision_curve([0.99, 0.97, 0.95, 0.9, 0.85, 0.6, 0.5], [1, 1, 1, 1, 0, 1, 0])
+    assert threshold_for_precision(curve, 1.0, 3) == 0.9
+    assert threshold_for_precision(curve, 0.8, 3) == 0.6  # 5 of 6 at or above 0.6
+    assert threshold_for_precision(curve, 1.0, 5) is None  # never 5 tweets all right
+    assert threshold_for_precision([], 0.5, 1) is None
+
+
+def test_the_minimum_precision_setting_is_a_share_and_zero_turns_it_off():
+    assert retweet_settings({}).min_precision == 0.9
+    assert RetweetPolicy.from_settings(retweet_settings({"X_RETWEET_MIN_PRECISION": "0.75"})).min_precision == 0.75
+    assert RetweetPolicy.from_settings(retweet_settings({"X_RETWEET_MIN_PRECISION": "0"})).min_precision is None
+    for bad in ("1.5", "-0.1", "nan", "high"):
+        with pytest.raises(SettingsError, match="X_RETWEET_MIN_PRECISION"):
+            retweet_settings({"X_RETWEET_MIN_PRECISION": bad})
