@@ -58,6 +58,10 @@ DEFAULT_RETWEETS_PER_DAY = 100
 DEFAULT_REVIEW_MINUTES = 60  # a retweet is worth something while the tweet is fresh
 DEFAULT_MIN_PRECISION = 0.9  # automatic live retweets: 9 in 10 right on gold labels
 X_USER_CREDENTIALS = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+# What `retweet_settings` reads besides the credentials (both stacks pass each one to the pipeline).
+RETWEET_VARIABLES = ("X_RETWEET_DRY_RUN", "X_RETWEET_REVIEW", "X_RETWEET_REVIEW_MINUTES", "X_RETWEET_MIN_PRECISION",
+                     "X_RETWEETS_PER_15_MIN", "X_RETWEETS_PER_DAY", "X_RETWEET_ALLOW_DOMAINS", "X_RETWEET_DENY_DOMAINS",
+                     "X_RETWEET_ANY_DOMAIN")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 

@@ -490,3 +490,14 @@ def test_only_the_classify_job_and_mlflow_share_a_network_with_model_serving(ser
              if name != "model-serving" and networks(service) & networks(serving)}
     assert reach == {"mlflow", "postgres", "airflow-scheduler", "spark-worker"}, reach
     assert services["airflow-scheduler"]["command"] == "scheduler"  # where the classify job's driver runs
+
+
+def test_the_retweet_policy_and_the_account_reach_the_pipeline(services: dict[str, dict]) -> None:
+    """Review mode, the precision rule and live mode are set in `.env`: every variable the retweet
+    settings read reaches the containers that classify and review (empty: settings.py's default)."""
+    from ai_tweets.settings import RETWEET_VARIABLES, X_USER_CREDENTIALS
+
+    for name in ("airflow-scheduler", "spark-worker"):
+        env = environment(services[name])
+        for variable in (*RETWEET_VARIABLES, *X_USER_CREDENTIALS):
+            assert env.get(variable) == f"${{{variable}:-}}", (name, variable)

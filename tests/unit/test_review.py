@@ -10,7 +10,7 @@ from ai_tweets.precision import precision_curve, threshold_for_precision
 from ai_tweets.retweet import Candidate, RetweetPolicy
 from ai_tweets.review import NONE_OPTION, ReviewItem, _body, tweet_id_of
 from ai_tweets.schema import Tweet, TweetUrl
-from ai_tweets.settings import SettingsError, retweet_settings
+from ai_tweets.settings import RETWEET_VARIABLES, X_USER_CREDENTIALS, SettingsError, retweet_settings
 from ai_tweets.urls import extract_urls
 
 
@@ -79,3 +79,18 @@ def test_the_minimum_precision_setting_is_a_share_and_zero_turns_it_off():
     for bad in ("1.5", "-0.1", "nan", "high"):
         with pytest.raises(SettingsError, match="X_RETWEET_MIN_PRECISION"):
             retweet_settings({"X_RETWEET_MIN_PRECISION": bad})
+
+
+def test_the_retweet_settings_read_exactly_the_listed_variables():
+    class Recording(dict):
+        def get(self, key, default=None):
+            read.add(key)
+            return super().get(key, default)
+
+        def __contains__(self, key):
+            read.add(key)
+            return super().__contains__(key)
+
+    read: set[str] = set()
+    retweet_settings(Recording())
+    assert read == set(RETWEET_VARIABLES) | set(X_USER_CREDENTIALS)
