@@ -92,10 +92,14 @@ class AirflowClient:
             "GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}/taskInstances")
         return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
 
-    def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
-        """State, try_number, start and end of one task of a run."""
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int | None = None) -> dict:
+        """State, try_number, start and end of one task of a run (of one mapped instance)."""
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}"
-                                    f"/taskInstances/{task_id}")
+                                    f"/taskInstances/{task_id}" + ("" if map_index is None else f"/{map_index}"))
+
+    def mark_failed(self, dag_id: str, run_id: str) -> None:
+        """End a run that is still going (e.g. waiting for a person) as failed."""
+        self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}", {"state": "failed"})
 
     def _hitl_path(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
         return (f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id)}/taskInstances/{task_id}"

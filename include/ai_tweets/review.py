@@ -154,6 +154,9 @@ def settle_answers(requests: Sequence[Mapping[str, Any]], answers: Sequence[Mapp
     settings = load_settings()
     retweeter = Retweeter(settings, RetweetPolicy.from_settings(settings.retweet))
     counts: dict[str, int] = {}
+    # By index: Airflow's lazy sequence of a mapped task's results has a length; iterating it
+    # asks for one result past the last (an error line in the scheduler's log).
+    answers = [answers[index] for index in range(len(answers))]
     for request, answer in zip(requests, answers, strict=True):
         shown = [tweet_id for option in request["options"] if (tweet_id := tweet_id_of(option)) is not None]
         person = (answer or {}).get("responded_by_user") or {}
