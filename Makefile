@@ -1,8 +1,9 @@
 # One entry point for the local stack, the tests and the pipeline.
 # `make help` lists the targets.
 PYTHON ?= python3
-STACK := $(PYTHON) localstack/stack.py
-VENV_BIN = $(shell $(PYTHON) -c "import sys; sys.path[:0] = ['include', '.']; from localstack.runtime import venv_path; from pathlib import Path; print(venv_path('pipeline', Path('requirements.txt')) / 'bin')")
+# Run from the checkout (make's folder): `-m` finds `localstack` there, PYTHONPATH `stackbase`.
+STACK := $(PYTHON) -m localstack.stack
+VENV_BIN = $(shell PYTHONPATH="$(CURDIR)/include" $(PYTHON) -c "from localstack.runtime import venv_path; from pathlib import Path; print(venv_path('pipeline', Path('requirements.txt')) / 'bin')")
 SERVICES ?=
 # The shared environment never contains the project: this checkout's package comes first.
 export PYTHONPATH := $(CURDIR)/include

@@ -18,9 +18,9 @@ import uuid
 from pathlib import Path
 
 from ai_tweets.capture import produce_tweets
-from ai_tweets.settings import environment, load_settings
 from ai_tweets.storage import connect, count_rows
 from ai_tweets.tables import identifier, raw_table_name
+from stackbase.settings import environment, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

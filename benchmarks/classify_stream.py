@@ -28,9 +28,9 @@ import uuid
 from pathlib import Path
 
 from ai_tweets.capture import produce_tweets
-from ai_tweets.settings import environment, load_settings
 from ai_tweets.storage import connect
 from ai_tweets_devkit.models import ModelServer, free_port, register_model
+from stackbase.settings import environment, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

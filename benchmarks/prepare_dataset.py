@@ -22,9 +22,9 @@ from pathlib import Path
 from ai_tweets.capture import produce_tweets
 from ai_tweets.generator import ground_truth
 from ai_tweets.prepare import dedup, split, weak_label
-from ai_tweets.settings import environment, load_settings
 from ai_tweets.storage import connect
 from ai_tweets.tables import split_table_name
+from stackbase.settings import environment, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from ai_tweets.quality import STRATEGIES, QualityDataMissing, development_set, report_markdown, run_quality
-from ai_tweets.settings import PROJECT_ROOT
+from stackbase.settings import PROJECT_ROOT
 
 
 def main() -> int:

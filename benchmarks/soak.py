@@ -36,10 +36,10 @@ from pathlib import Path
 import psutil
 
 from ai_tweets.capture import produce_tweets
-from ai_tweets.settings import environment, load_settings
 from ai_tweets.storage import connect
 from ai_tweets.tables import identifier
 from ai_tweets_devkit.models import ModelServer, free_port, register_model
+from stackbase.settings import environment, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,19 +12,13 @@ Logic: `ai_tweets.capture` and `spark_jobs/ingest.py`.
 """
 
 from datetime import timedelta
-from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task
 
 from ai_tweets.assets import RAW_TWEETS
 from ai_tweets.capture import produce_requested, raw_table_report
 from ai_tweets.dag_support import dataset_params, pipeline_dag, stage_task
-from ai_tweets.settings import spark_driver_java_options, spark_jars_dir
-
-INGEST_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "ingest.py")
-# The Kafka connector and JDBC jars (local stack); the Docker image has them in Spark already.
-SPARK_JARS = f"{jars}/*.jar" if (jars := spark_jars_dir()) else None
+from ai_tweets.ingest import ingest_available_now
 
 
 @dag(
@@ -49,18 +43,9 @@ def capture_tweets():
         source="{{ params.source }}", count="{{ params.count }}", seconds="{{ params.seconds }}",
         file="{{ params.file }}", seed="{{ params.seed }}")
 
-    ingest = SparkSubmitOperator(
-        task_id="ingest",
-        application=INGEST_JOB,
-        conn_id="spark_default",
-        jars=SPARK_JARS,
-        conf={"spark.driver.extraJavaOptions": options} if (options := spark_driver_java_options()) else None,
-        name="ai-tweets-ingest",
-        # `--flag=value` keeps each argument a string under native template rendering.
-        application_args=["--available-now", "--raw-table-prefix={{ params.raw_table_prefix }}",
-                          "--dataset-version={{ params.dataset_version }}"],
-        execution_timeout=timedelta(hours=1),
-    )
+    # spark-submit of spark_jobs/ingest.py, as the classify job starts (ai_tweets.spark.submit_command)
+    ingest = stage_task(ingest_available_now, task_id="ingest", execution_timeout=timedelta(hours=1))(
+        raw_table_prefix="{{ params.raw_table_prefix }}", dataset_version="{{ params.dataset_version }}")
 
     @task(outlets=[RAW_TWEETS])
     def report(params=None, outlet_events=None) -> dict:

@@ -9,7 +9,9 @@ elsewhere) with early stopping on dev, judges it on the test split (gold labels 
 registers `ai-tweet-classifier` and writes a row of `model_quality`. The `champion` alias moves
 only if the new version beats the champion on the same test rows, and never to a version
 judged on weak labels over one judged on gold (else `challenger`); a new champion updates the
-`champion_model` Asset, which restarts classification with it. Logic: `ai_tweets.train`.
+`champion_model` Asset, which restarts classification with it. With `PROMOTION_APPROVAL` on, a
+version that would replace the champion stays the `challenger` and updates the
+`challenger_model` Asset instead: `promote_challenger` asks a person. Logic: `ai_tweets.train`.
 """
 
 from datetime import timedelta
@@ -17,7 +19,7 @@ from datetime import timedelta
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from ai_tweets.assets import CHAMPION_MODEL, DATASET_SPLITS, GOLD_LABELS
+from ai_tweets.assets import CHALLENGER_MODEL, CHAMPION_MODEL, DATASET_SPLITS, GOLD_LABELS
 from ai_tweets.dag_support import dataset_params, fails_fast, from_trigger, pipeline_dag
 from ai_tweets.train import train_model
 
@@ -52,7 +54,17 @@ def train_model_dag():
         outlet_events[CHAMPION_MODEL].extra = {"version": report["model_version"], **report["metrics"]}
         return report["decision"]
 
-    announce_champion(train())
+    @task(outlets=[CHALLENGER_MODEL])
+    def announce_challenger(report: dict, outlet_events=None) -> dict:
+        """Emits `challenger_model` only when the new version waits for a person's approval."""
+        if not report["decision"].get("awaiting_approval"):
+            raise AirflowSkipException(f"version {report['model_version']} does not wait for an approval")
+        outlet_events[CHALLENGER_MODEL].extra = {"version": report["model_version"], **report["metrics"]}
+        return report["decision"]
+
+    report = train()
+    announce_champion(report)
+    announce_challenger(report)
 
 
 train_model_dag()

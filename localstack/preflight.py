@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ai_tweets.jobs import alive
-from ai_tweets.settings import SettingsError, load_settings, read_env_file
 from localstack.runtime import (
     PLACEHOLDER,
     Context,
@@ -29,10 +27,10 @@ from localstack.runtime import (
     human_size,
     is_installed,
     port_open,
-    read_pid,
     uv_binary_path,
 )
 from localstack.services import BUILDS, PG_USER, Service, postgres_installed
+from stackbase.settings import SettingsError, load_settings, read_env_file
 
 PYTHON = (3, 11)  # the version the lock files were resolved for
 RUNNING_PYTHON = tuple(sys.version_info[:3])
@@ -247,8 +245,7 @@ def check_ports(ctx: Context, services: list[Service]) -> list[Problem]:
                     f"give {service.name} its own port in .env ({service.port_setting})"))
             owners[port] = service.name
     for service in services:
-        pid = read_pid(ctx.pid_file(service.name))
-        if pid and alive(pid):
+        if ctx.running_pid(service.name):
             continue  # this checkout's own service, already up
         for port in service.ports(ctx):
             if port_open(port):

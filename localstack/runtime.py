@@ -11,7 +11,6 @@ import os
 import secrets
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ai_tweets.jobs import alive
-from ai_tweets.settings import (
+from stackbase import processes
+from stackbase.settings import (
     PROJECT_ROOT,
     Settings,
     SettingsError,
@@ -90,13 +89,6 @@ def content_hash(*paths: Path, extra: str = "") -> str:
     for path in paths:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -312,35 +304,14 @@ class Context:
     def spawn(self, name: str, argv: list[str], env: dict[str, str], user: str | None = None,
               cwd: Path | None = None) -> int:
         log = self.log_file(name)
-        with log.open("ab") as out:
-            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(argv)}\n".encode())
-            out.flush()
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    cwd=cwd or self.root, start_new_session=True, user=user,
-                                    stdin=subprocess.DEVNULL)
-        self.pid_file(name).write_text(str(proc.pid))
+        proc = processes.start(argv, env=env, cwd=cwd or self.root, log=log, shown=" ".join(_redacted(argv)),
+                               detached=True, user=user, pid_file=self.pid_file(name))
         print(f"started {name} (pid {proc.pid}), log {log.relative_to(self.root)}", flush=True)
         return proc.pid
 
-    @staticmethod
-    def stop_group(pid: int, sig: int, timeout: float, whole_group: bool = False) -> None:
-        """Signal the group's leader (a service, which stops its own children), or with
-        `whole_group` every process of the group (a job, whose leader only logs its child's
-        output and waits for it); escalate to SIGKILL on the group after `timeout`."""
-        with contextlib.suppress(ProcessLookupError):
-            if whole_group:
-                os.killpg(pid, sig)
-                os.killpg(pid, signal.SIGCONT)  # a stopped process acts on the signal
-            else:
-                os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not alive(pid) and not _group_members(pid):
-                return
-            time.sleep(0.3)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        time.sleep(0.5)
+    def running_pid(self, name: str) -> int | None:
+        """The pid of service `name` if it runs (recorded with its start time: never a reused pid)."""
+        return processes.running_pid(self.pid_file(name))
 
     # -- environments ----------------------------------------------------------------
     @property
@@ -365,17 +336,6 @@ class Context:
         quote = shlex.quote
         return (f"export PATH={quote(str(self.local / 'bin'))}:{quote(str(self.pipeline_venv / 'bin'))}:\"$PATH\" "
                 f"PYTHONPATH={quote(str(self.root / 'include'))} AI_TWEETS_ENV_FILE={quote(str(self.root / '.env'))}")
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) == pgid and fields[0] != "Z":
-                    members.append(int(entry.name))
-    return members
 
 
 def venv_path(name: str, requirements: Path) -> Path:

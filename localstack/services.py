@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from ai_tweets.settings import STREAMINGDB_READER
 from localstack.runtime import (
     PLACEHOLDER,
     Build,
@@ -43,6 +42,7 @@ from localstack.runtime import (
     run_logged,
     uv_binary,
 )
+from stackbase.settings import STREAMINGDB_READER
 
 Step = Callable[[Context], Installed]
 
@@ -764,8 +764,8 @@ def _airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-        # Spark jobs run in local mode next to the worker; workers use the pipeline's python.
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        # Spark jobs run in local mode (SPARK_MASTER's default) next to the worker; workers use
+        # the pipeline's python.
         "PYSPARK_PYTHON": str(ctx.pipeline_venv / "bin" / "python"),
         "SPARK_JARS_DIR": str(ctx.local / "jars" / "spark"),
     }

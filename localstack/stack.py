@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """The local stack: the pipeline's real services, run without Docker.
 
-    python3 localstack/stack.py preflight # what would stop install or up, all at once, with fixes
-    python3 localstack/stack.py install   # virtual environments, jars, Debian packages
-    python3 localstack/stack.py up        # install what is missing, start, wait until healthy
-    python3 localstack/stack.py status
-    python3 localstack/stack.py down
-    python3 localstack/stack.py logs SERVICE
-    python3 localstack/stack.py clean     # down, then delete the stack's data (.local and the like)
+    make preflight   # what would stop install or up, all at once, with fixes
+    make install     # virtual environments, jars, Debian packages
+    make up          # install what is missing, start, wait until healthy
+    make status
+    make down
+    make logs SERVICES=kafka
+    make clean       # down, then delete the stack's data (.local and the like)
+
+(each is `PYTHONPATH=include python3 -m localstack.stack <command> [SERVICE …]` in the checkout)
 
 Standard library only: it runs before any virtual environment exists. Ports and
 passwords come from `.env` (created from `.env.example` on first run, with random
@@ -28,26 +30,21 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "include"))
-sys.path.insert(0, str(ROOT))
-
-from ai_tweets.jobs import job_status  # noqa: E402
-from localstack import preflight  # noqa: E402
-from localstack.runtime import (  # noqa: E402
+from localstack import preflight
+from localstack.runtime import (
     Context,
     Installed,
     StackError,
-    alive,
     human_size,
     parallel_stages,
     port_open,
     progress,
-    read_pid,
 )
-from localstack.services import SERVICES, Service, Step, install_browser, install_uv  # noqa: E402
+from localstack.services import SERVICES, Service, Step, install_browser, install_uv
+from stackbase import processes
 
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 def _selected(names: list[str]) -> list[Service]:
     if not names:
@@ -147,8 +144,7 @@ def _record(ctx: Context, key: str, value: dict) -> None:
 
 
 def _running(ctx: Context, service: Service) -> bool:
-    pid = read_pid(ctx.pid_file(service.name))
-    return bool(pid and alive(pid))
+    return ctx.running_pid(service.name) is not None
 
 
 def start(ctx: Context, batch: list[Service]) -> list[str]:
@@ -181,8 +177,7 @@ def wait_healthy(ctx: Context, services: list[Service]) -> None:
     with progress("waiting for services", interval=5) as tick:
         while pending:
             for name, service in list(pending.items()):
-                pid = read_pid(ctx.pid_file(name))
-                if not (pid and alive(pid)):
+                if ctx.running_pid(name) is None:
                     raise StackError(
                         f"{name} exited during start-up. Last lines of {ctx.log_file(name)}:\n"
                         + ctx.tail(name)
@@ -226,12 +221,12 @@ def up(ctx: Context, services: list[Service]) -> None:
 def stop_jobs(ctx: Context) -> None:
     """Long-running jobs that Airflow tasks started detached (the classify stream, a live
     producer; see ai_tweets.jobs) stop with the stack."""
-    for pid_file in sorted((ctx.settings.data_dir / "run").glob("*.pid")):
-        job = job_status(pid_file.stem, ctx.settings)  # pid and start time: never a reused pid
+    for pid_file in sorted(ctx.settings.job_run_dir.glob("*.pid")):
+        job = processes.recorded(pid_file)  # pid and start time: never a reused pid
         if job["state"] == "running":
             print(f"stopping job {pid_file.stem} (pid {job['pid']}) …", flush=True)
             began = time.monotonic()
-            ctx.stop_group(job["pid"], signal.SIGTERM, 30, whole_group=True)  # as ai_tweets.jobs.stop_job
+            processes.stop(job["pid"], signal.SIGTERM, 30, whole_group=True)  # as ai_tweets.jobs.stop_job
             print(f"stopping job {pid_file.stem}: done in {time.monotonic() - began:.0f} s", flush=True)
         pid_file.unlink(missing_ok=True)
 
@@ -241,13 +236,12 @@ def down(ctx: Context, services: list[Service]) -> None:
         stop_jobs(ctx)
     for service in reversed(services):
         pid_file = ctx.pid_file(service.name)
-        pid = read_pid(pid_file)
-        if not pid:
+        if not pid_file.exists():
             continue
-        if alive(pid):
+        if pid := ctx.running_pid(service.name):
             print(f"stopping {service.name} (pid {pid}) …", flush=True)
             began = time.monotonic()
-            ctx.stop_group(pid, service.stop_signal, service.stop_timeout)
+            processes.stop(pid, service.stop_signal, service.stop_timeout)
             print(f"stopping {service.name}: done in {time.monotonic() - began:.0f} s", flush=True)
         pid_file.unlink(missing_ok=True)
     print("stack down")
@@ -268,8 +262,8 @@ def status(ctx: Context, services: list[Service]) -> bool:
     all_ok = True
     print(f"{'service':<22}{'pid':>8}  {'state':<10}url")
     for service in services:
-        pid = read_pid(ctx.pid_file(service.name))
-        running = bool(pid and alive(pid))
+        pid = ctx.running_pid(service.name)
+        running = pid is not None
         state = "healthy" if running and service.healthy(ctx) else ("starting" if running else "stopped")
         all_ok &= state == "healthy"
         print(f"{service.name:<22}{pid or '-':>8}  {state:<10}{service.url(ctx)}")

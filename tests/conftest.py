@@ -91,7 +91,7 @@ def local_stack() -> bool:
 
 @pytest.fixture(scope="session")
 def settings(local_stack):
-    from ai_tweets.settings import environment, load_settings
+    from stackbase.settings import environment, load_settings
 
     return load_settings(environment(ROOT / ".env"))
 

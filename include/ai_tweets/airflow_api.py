@@ -110,6 +110,27 @@ class AirflowClient:
         responded_by_user, ...), as the Required Actions page shows it."""
         return self._request("GET", self._hitl_path(dag_id, run_id, task_id, map_index))
 
+    def waiting_request(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, timeout: float = 300,
+                        reading_seconds: float = 5) -> dict:
+        """The request of a Human-in-the-loop task once it waits for a person (as the Required
+        Actions page lists it), `reading_seconds` after it started waiting: an answer within a
+        second of the task parking (before the scheduler took in the executor's report of that)
+        fails the try on Airflow 3.3.2 ("finished with state success, but the task instance's
+        state attribute is queued"), and the retry asks again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.task_instance(dag_id, run_id, task_id, map_index=map_index)["state"] == "awaiting_input":
+                    time.sleep(reading_seconds)
+                    return self.hitl_detail(dag_id, run_id, task_id, map_index=map_index)
+                problem = "not waiting yet"
+            except AirflowError as exc:
+                problem = str(exc)
+            if time.monotonic() > deadline:
+                raise AirflowError(f"{dag_id} run {run_id}: no request of {task_id} within {timeout:.0f} s "
+                                   f"({problem}); {self.task_states(dag_id, run_id)}")
+            time.sleep(3)
+
     def respond(self, dag_id: str, run_id: str, task_id: str, options: list[str], map_index: int = -1) -> dict:
         """Answer a Human-in-the-loop task as the logged-in user, like the Required Actions page does."""
         return self._request("PATCH", self._hitl_path(dag_id, run_id, task_id, map_index),

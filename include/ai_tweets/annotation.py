@@ -36,12 +36,12 @@ import psycopg
 from psycopg import sql
 
 from ai_tweets.dataset import refresh_label_counts
-from ai_tweets.errors import NotPreparedError
 from ai_tweets.model_files import verified
-from ai_tweets.retrying import Backoff, retry_call
-from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
+from ai_tweets.retrying import Backoff, retry_call, service_wait
 from ai_tweets.storage import connect, table_exists, update_columns
 from ai_tweets.tables import AI, NOT_AI, SPLITS, identifier, split_table_name
+from stackbase.errors import NotPreparedError
+from stackbase.settings import PROJECT_ROOT, Settings, load_settings
 
 if TYPE_CHECKING:  # the SDK is imported by the functions that use it, not by DAG files
     from label_studio_sdk import LabelStudio
@@ -121,7 +121,7 @@ class RetryingTransport(httpx.BaseTransport):
 
     def _message(self, problem: str, attempts: int) -> str:
         return (f"Label Studio at {self._url} is not answering ({problem}, {attempts} attempt(s)). "
-                f"Is it running? `make status`, or `python3 localstack/stack.py up label-studio`; "
+                f"Is it running? `make status`, or `make up SERVICES=label-studio`; "
                 f"check LABEL_STUDIO_URL in .env. Nothing was lost: the next push or pull resumes.")
 
     def close(self) -> None:
@@ -133,7 +133,7 @@ def label_studio_client(settings: Settings, wait: Backoff | None = None, timeout
     policy, by default the stage's AI_TWEETS_SERVICE_WAIT_SECONDS)."""
     from label_studio_sdk import LabelStudio
 
-    transport = RetryingTransport(settings.label_studio_url, wait or settings.service_wait())
+    transport = RetryingTransport(settings.label_studio_url, wait or service_wait(settings))
     return LabelStudio(base_url=settings.label_studio_url, api_key=settings.require("label_studio_api_key"),
                        httpx_client=httpx.Client(transport=transport, timeout=timeout, follow_redirects=True),
                        timeout=timeout, max_retries=0)

@@ -14,3 +14,5 @@ DATASET_SPLITS = Asset("dataset_splits")
 CHAMPION_MODEL = Asset("champion_model")
 # Gold labels from people arrived for a dataset version (new or changed `gold_label`s).
 GOLD_LABELS = Asset("gold_labels")
+# A trained version beat the champion and waits for a person's approval (PROMOTION_APPROVAL).
+CHALLENGER_MODEL = Asset("challenger_model")

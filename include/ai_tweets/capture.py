@@ -6,10 +6,10 @@ import threading
 from pathlib import Path
 
 from ai_tweets.kafka import produce
-from ai_tweets.settings import Settings, SettingsError, load_settings
 from ai_tweets.sources import open_source
 from ai_tweets.storage import connect, count_quarantined, count_rows, ensure_raw_table
 from ai_tweets.tables import raw_table_name
+from stackbase.settings import Settings, SettingsError, load_settings
 
 
 def produce_tweets(source: str = "generate", count: int | None = None, seconds: float | None = None,

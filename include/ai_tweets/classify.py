@@ -31,7 +31,6 @@ from ai_tweets.retrying import STREAM_WAIT_SECONDS, Backoff, retry_call
 from ai_tweets.retweet import Candidate, Retweeter, RetweetPolicy, RetweetResult
 from ai_tweets.schema import Tweet
 from ai_tweets.serving import BadAnswer, Score, invoke
-from ai_tweets.settings import Settings
 from ai_tweets.storage import connect, copy_upsert, in_transaction
 from ai_tweets.stream import BatchStats, Message, Prepared, StreamJob, StreamOptions, Written, start_stream
 from ai_tweets.tables import (
@@ -43,6 +42,7 @@ from ai_tweets.tables import (
     URL_COLUMNS,
 )
 from ai_tweets.urls import UrlRecord, extract_urls
+from stackbase.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ai_tweets.retrying import STREAM_WAIT_SECONDS
-from ai_tweets.settings import SettingsError, environment, load_settings
+from stackbase.settings import SettingsError, environment, load_settings
 
 
 def _settings_command(_: argparse.Namespace) -> int:
@@ -212,7 +212,7 @@ def _kafka_accounts_command(_: argparse.Namespace) -> int:
 
 
 def _check_secrets_command(args: argparse.Namespace) -> int:
-    from ai_tweets.settings import STACK_SECRETS, environment, secret_problems
+    from stackbase.settings import STACK_SECRETS, environment, secret_problems
 
     problems = secret_problems(environment(), args.names or STACK_SECRETS)
     for problem in problems:

@@ -12,8 +12,8 @@ from typing import Any
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from ai_tweets.errors import DeterministicError
-from ai_tweets.settings import (
+from stackbase.errors import DeterministicError
+from stackbase.settings import (
     DEFAULT_DATASET_VERSION,
     DEFAULT_RAW_TABLE_PREFIX,
     task_retry_seconds,

@@ -27,15 +27,15 @@ from urllib.parse import quote, urlsplit
 import psycopg
 import requests
 
-from ai_tweets.settings import (
+from ai_tweets.storage import connect, ensure_tables
+from ai_tweets.tables import CLASSIFY_TABLES, LABEL_COUNTS, LEARNING_CURVE, MODEL_QUALITY
+from stackbase.settings import (
     PROJECT_ROOT,
     STREAMINGDB_READER,
     Settings,
     SettingsError,
     load_settings,
 )
-from ai_tweets.storage import connect, ensure_tables
-from ai_tweets.tables import CLASSIFY_TABLES, LABEL_COUNTS, LEARNING_CURVE, MODEL_QUALITY
 
 log = logging.getLogger(__name__)
 

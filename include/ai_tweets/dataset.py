@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from ai_tweets.errors import DeterministicError
-from ai_tweets.settings import Settings
 from ai_tweets.storage import count_rows, ensure_tables, lock_ddl, table_exists
 from ai_tweets.tables import (
     AI,
@@ -32,6 +30,8 @@ from ai_tweets.tables import (
     split_table_name,
     table_as_select,
 )
+from stackbase.errors import DeterministicError
+from stackbase.settings import Settings
 
 log = logging.getLogger(__name__)
 

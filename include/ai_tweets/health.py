@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from ai_tweets.settings import Settings
+from stackbase.settings import Settings
 
 TIMEOUT_SECONDS = 5.0
 
@@ -156,7 +156,7 @@ CHECKS: dict[str, Callable[[Settings], str]] = {
 
 def check_service(name: str) -> str:
     """Check one service by name with the current settings; raise ServiceDown if it is down."""
-    from ai_tweets.settings import load_settings
+    from stackbase.settings import load_settings
 
     if name not in CHECKS:
         raise ValueError(f"unknown service {name!r}; expected one of {', '.join(CHECKS)}")

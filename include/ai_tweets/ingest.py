@@ -15,10 +15,11 @@ from pathlib import Path
 import psycopg
 
 from ai_tweets.schema import Tweet
-from ai_tweets.settings import Settings
+from ai_tweets.spark import run_job
 from ai_tweets.storage import connect, copy_upsert, ensure_raw_table
 from ai_tweets.stream import Message, Prepared, StreamJob, StreamOptions, Written, start_stream
 from ai_tweets.tables import RAW_COLUMNS, raw_table_name
+from stackbase.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +62,10 @@ def start_ingest(spark, settings: Settings, options: StreamOptions):
     log.info("ingest: topic %s → %s (%s)", settings.tweets_topic, table,
              "available now" if options.available_now else f"every {options.trigger_seconds} s")
     return query
+
+
+def ingest_available_now(raw_table_prefix: str, dataset_version: int) -> None:
+    """The capture DAG's ingest: what the topic holds now → the raw table of this prefix and
+    version, by the Spark job `spark_jobs/ingest.py`, submitted as every Spark job is."""
+    run_job("ingest", ["--available-now", f"--raw-table-prefix={raw_table_prefix}",
+                       f"--dataset-version={dataset_version}"], load_settings())

@@ -17,8 +17,8 @@ A job's output goes through `python -m ai_tweets.jobs run-logged`, which writes 
 DATA_DIR/logs/<job>.log and rotates that file at JOB_LOG_MAX_BYTES, keeping JOB_LOG_BACKUPS
 older files: a job that runs for months keeps at most 6 × 20 MiB of logs.
 
-Standard library only at import: the local-stack manager uses `alive` and `job_status`
-before any virtual environment exists (pipeline imports go inside functions).
+Processes are started, recorded and stopped by `stackbase.processes`, as the local stack's
+services and model serving are.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ import sys
 import time
 from pathlib import Path
 
-from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
+from stackbase import processes
+from stackbase.settings import PROJECT_ROOT, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -44,51 +45,13 @@ JOB_LOG_BACKUPS = 5
 
 
 def _run_dir(settings: Settings) -> Path:
-    path = settings.data_dir / "run"
+    path = settings.job_run_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def alive(pid: int) -> bool:
-    """Whether process `pid` runs; a zombie still answers kill(0), and counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
-def process_identity(pid: int) -> str | None:
-    """`<boot id>:<start time in clock ticks since boot>` of a running process, or None: a pid
-    and this identify one process, even across pid reuse and reboots."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return f"{boot}:{fields[19]}"  # field 22 of stat; fields[0] is field 3
-
-
-def read_pid_file(path: Path) -> tuple[int, str | None, float | None] | None:
-    """(pid, identity, started epoch) of a pid file; identity None for the old pid-only form."""
-    try:
-        parts = path.read_text().split()
-        return int(parts[0]), (parts[1] if len(parts) > 1 else None), (float(parts[2]) if len(parts) > 2 else None)
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def job_status(name: str, settings: Settings) -> dict:
-    recorded = read_pid_file(_run_dir(settings) / f"{name}.pid")
-    if recorded is None:
-        return {"job": name, "state": "stopped", "pid": None}
-    pid, identity, started = recorded
-    running = alive(pid) and (identity is None or process_identity(pid) == identity)
-    return {"job": name, "state": "running" if running else "dead", "pid": pid, "started": started}
+    return {"job": name, **processes.recorded(settings.job_run_dir / f"{name}.pid")}
 
 
 def job_log(name: str, settings: Settings) -> Path:
@@ -117,14 +80,10 @@ def ensure_job(name: str, argv: list[str], settings: Settings, env: dict[str, st
         log_file = job_log(name, settings)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         previous_error = last_error(name, settings) if status["state"] == "dead" else None
-        with log_file.open("ab") as out:
-            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {' '.join(argv)}\n".encode())
         child_env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "include"), **(env or {})}
         wrapper = [sys.executable, "-m", "ai_tweets.jobs", "run-logged", "--log", str(log_file), "--", *argv]
-        process = subprocess.Popen(wrapper, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, env=child_env, cwd=PROJECT_ROOT)
-        identity = process_identity(process.pid) or "-"
-        (run_dir / f"{name}.pid").write_text(f"{process.pid} {identity} {time.time():.0f}\n")
+        process = processes.start(wrapper, env=child_env, cwd=PROJECT_ROOT, log=log_file, shown=" ".join(argv),
+                                  detached=True, pid_file=run_dir / f"{name}.pid")
         result = {"job": name, "state": "started" if status["state"] == "stopped" else "restarted",
                   "pid": process.pid, "log": str(log_file)}
         if previous_error:
@@ -139,14 +98,7 @@ def stop_job(name: str, settings: Settings, timeout: float = 60) -> dict:
     status = job_status(name, settings)
     if status["state"] != "running":
         return status
-    for sig in (signal.SIGTERM, signal.SIGCONT):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(status["pid"], sig)
-    deadline = time.monotonic() + timeout
-    while alive(status["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(status["pid"], signal.SIGKILL)
+    processes.stop(status["pid"], signal.SIGTERM, timeout, whole_group=True)
     return {**job_status(name, settings), "state": "stopped"}
 
 
@@ -190,8 +142,9 @@ def ensure_classifier(retweet: bool = False) -> dict:
     stalled); skipped while no champion exists. Fails, after the job is running, when model
     serving does not answer or rejected the champion, so that Airflow shows it."""
     from ai_tweets.health import ServiceDown, check_champion, check_model_serving
-    from ai_tweets.retrying import retry_call
+    from ai_tweets.retrying import retry_call, service_wait
     from ai_tweets.serving import champion_version
+    from ai_tweets.spark import submit_command
 
     settings = load_settings()
     version = champion_version(settings)
@@ -204,7 +157,7 @@ def ensure_classifier(retweet: bool = False) -> dict:
         if stalled:
             log.warning("the classify job (pid %s) is stalled: %s; restarting it", status["pid"], stalled)
             stop_job("classify", settings)
-    argv = [sys.executable, str(PROJECT_ROOT / "spark_jobs" / "classify.py"), *(["--retweet"] if retweet else [])]
+    argv = submit_command("classify", ["--retweet"] if retweet else [], settings)
     job = ensure_job("classify", argv, settings)
     if stalled:
         job.update(state="restarted", reason=f"stalled: {stalled}")
@@ -213,7 +166,7 @@ def ensure_classifier(retweet: bool = False) -> dict:
     # the outage shows in Airflow; its retries report when serving is back.
     # A champion loading is polled for every 2 s at most: doubling delays would overshoot its
     # readiness by up to half the time waited.
-    wait = dataclasses.replace(settings.service_wait(), max_delay=2.0)
+    wait = dataclasses.replace(service_wait(settings), max_delay=2.0)
 
     def gave_up(exc: BaseException, _attempts: int, waited: float) -> ServiceDown:
         return ServiceDown(f"{exc} The classify job (pid {job.get('pid')}) is running and waits for it; "

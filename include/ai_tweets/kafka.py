@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ai_tweets.schema import MalformedInput, Tweet
-from ai_tweets.settings import (
+from stackbase.settings import (
     KAFKA_ADMIN_USER,
     KAFKA_CONSUMER_USER,
     KAFKA_PRODUCER_USER,
@@ -246,3 +246,37 @@ def watermarks(settings: Settings, topic: str, timeout: float = 30) -> dict[int,
                                f"{topic!r} ({exc}). Is the stack up (`make status`)?") from exc
     finally:
         consumer.close()
+
+
+def latest_values(settings: Settings, topic: str, count: int, timeout: float = 30) -> list[bytes]:
+    """The values of the last `count` messages of `topic` (about as many from each partition),
+    read without joining a consumer group or committing anything; [] if the topic is empty or
+    does not exist."""
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+    ends = watermarks(settings, topic, timeout)
+    share = max(1, count // max(len(ends), 1))
+    starts = {partition: max(low, high - share) for partition, (low, high) in ends.items() if high > low}
+    if not starts:
+        return []
+    consumer = Consumer({**client_config(settings, "consumer"), "group.id": "ai-tweets-latest",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    values: list[bytes] = []
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset) for partition, offset in starts.items()])
+        pending, deadline = set(starts), time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
+                values.append(message.value())
+            if (message.offset() + 1 >= ends[message.partition()][1] if error is None
+                    else error.code() == KafkaError._PARTITION_EOF):
+                pending.discard(message.partition())
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap_servers}: cannot read {topic!r} ({exc})") from exc
+    finally:
+        consumer.close()
+    return values[-count:]

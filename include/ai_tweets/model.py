@@ -36,6 +36,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import mlflow.pyfunc  # noqa: E402 - after these defaults
 
 from ai_tweets.tracking import CLASSIFIER_EXPERIMENT  # noqa: E402
+from stackbase import settings as settings_module  # noqa: E402
+from stackbase.errors import DeterministicError  # noqa: E402
 
 if TYPE_CHECKING:
     import keras
@@ -417,7 +419,7 @@ class AITweetClassifier(mlflow.pyfunc.PythonModel):
                                LABEL_COLUMN: (probabilities >= self.threshold).astype(np.int64)})
         # `ai-tweets serve` tells the server which registered version it serves, so that
         # every prediction says which version made it (see ai_tweets.serving).
-        from ai_tweets.settings import served_model_version
+        from stackbase.settings import served_model_version
 
         version = served_model_version()
         if version:
@@ -497,8 +499,9 @@ def log_and_register(trained: TrainedModel, metrics: Mapping[str, Any], *, track
                 name="model",
                 python_model=AITweetClassifier(),
                 artifacts={KERAS_ARTIFACT: str(keras_path), CONFIG_ARTIFACT: str(config_path)},
-                # The package travels with the model: the pickled class is ai_tweets.model's.
-                code_paths=[str(Path(__file__).resolve().parent)],
+                # The packages travel with the model: the pickled class is ai_tweets.model's,
+                # which reads its settings through stackbase.
+                code_paths=[str(Path(__file__).resolve().parent), str(Path(settings_module.__file__).parent)],
                 signature=model_signature(),
                 input_example=pd.DataFrame({TEXT_COLUMN: list(_INPUT_EXAMPLE)}),
                 pip_requirements=pip_requirements(),
@@ -515,52 +518,146 @@ def _champion(client: MlflowClient, model_name: str) -> ModelVersion | None:
     return client.get_model_version(model_name, str(version)) if version is not None else None
 
 
+PROMOTION_COMPARISON_TAG = "promotion.comparison"  # both versions' metrics on the same rows (JSON)
+AWAITING_APPROVAL_TAG = "promotion.awaiting_approval"
+
+
+class StalePromotion(DeterministicError):
+    """The champion a challenger was compared with is no longer the champion: the comparison
+    no longer holds, so an approval of it is not applied."""
+
+
 def promote_if_better(client: MlflowClient, model_name: str, new_version: ModelVersion | str | int,
                       new_score: float, metric_name: str,
-                      champion_score_lookup: Callable[[ModelVersion], float], *,
-                      judged_on: str = "weak") -> dict[str, Any]:
+                      champion_score_lookup: Callable[[ModelVersion], float | Mapping[str, float]], *,
+                      judged_on: str = "weak", approval: bool = False, new_metrics: Mapping[str, float] | None = None,
+                      compared_rows: int | None = None) -> dict[str, Any]:
     """Give `new_version` the `champion` alias if it beats the current champion, else `challenger`.
 
     The caller scores both on the same test rows, labeled `judged_on` ("gold" or "weak"):
     `new_score` for the new version, and `champion_score_lookup(champion_version)` for the
-    champion (called only when the two can be compared). Higher is better; a tie keeps the
-    champion. A version judged on weak labels never replaces a champion judged on gold: weak
-    labels measure agreement with the labeling functions, which a model taught by people
-    rightly loses. The decision and its reason are returned and recorded on the new version
-    and on its run (tags and metrics).
+    champion (called only when the two can be compared; its score, or its metrics with
+    `metric_name` among them). Higher is better; a tie keeps the champion. A version judged on
+    weak labels never replaces a champion judged on gold: weak labels measure agreement with
+    the labeling functions, which a model taught by people rightly loses.
+
+    With `approval` (PROMOTION_APPROVAL), a version that would replace a champion becomes the
+    `challenger` awaiting a person's approval (`approve_promotion`, `decline_promotion`), with
+    both versions' metrics on the same rows recorded on it. The decision and its reason are
+    returned and recorded on the new version and on its run (tags and metrics).
     """
     version = str(getattr(new_version, "version", new_version))
     champion = _champion(client, model_name)
     champion_version = champion.version if champion is not None else None
     champion_judged_on = _judged_on(client, champion) if champion is not None else None
-    champion_score = None
+    champion_score, champion_metrics = None, None
     if champion is None or champion.version == version:
         promoted, reason = True, "no champion yet"
     elif champion_judged_on == "gold" and judged_on != "gold":
         promoted, reason = False, "judged on weak labels only, and the champion was judged on gold labels"
     else:
-        champion_score = float(champion_score_lookup(champion))
+        looked_up = champion_score_lookup(champion)
+        champion_metrics = dict(looked_up) if isinstance(looked_up, Mapping) else None
+        champion_score = float(looked_up[metric_name] if isinstance(looked_up, Mapping) else looked_up)
         promoted = float(new_score) > champion_score
         reason = (f"{metric_name} {float(new_score):.3f} vs the champion's {champion_score:.3f} on the same "
                   f"{judged_on}-labeled test rows")
+    awaiting = bool(approval and promoted and champion is not None and champion.version != version)
+    if awaiting:
+        promoted = False
+        reason += f"; it waits for a person's approval to replace version {champion_version} (PROMOTION_APPROVAL)"
     client.set_registered_model_alias(model_name, CHAMPION if promoted else CHALLENGER, version)
     decision = {"promoted": promoted, "reason": reason, "model_name": model_name, "metric": metric_name,
                 "judged_on": judged_on, "new_version": version, "new_score": float(new_score),
                 "champion_version": champion_version, "champion_judged_on": champion_judged_on,
-                "champion_score": champion_score, "alias": CHAMPION if promoted else CHALLENGER}
+                "champion_score": champion_score, "alias": CHAMPION if promoted else CHALLENGER,
+                "awaiting_approval": awaiting}
     for key in ("promoted", "alias", "champion_version", "reason"):
         client.set_model_version_tag(model_name, version, f"promotion.{key}", str(decision[key]))
+    client.set_model_version_tag(model_name, version, AWAITING_APPROVAL_TAG, str(awaiting).lower())
+    if awaiting:
+        comparison = {"judged_on": judged_on, "rows": compared_rows, "metric": metric_name,
+                      "champion": {"version": champion_version, **(champion_metrics or {metric_name: champion_score})},
+                      "challenger": {"version": version, **(dict(new_metrics) if new_metrics
+                                                            else {metric_name: float(new_score)})}}
+        client.set_model_version_tag(model_name, version, PROMOTION_COMPARISON_TAG, json.dumps(comparison))
     run_id = client.get_model_version(model_name, version).run_id
     if run_id:
         # Tags and metrics, not params: a retried promotion may record a different decision.
         client.set_tag(run_id, "promotion.previous_champion", str(champion_version))
-        client.set_tag(run_id, "promotion.decision", "champion" if promoted else "challenger")
+        client.set_tag(run_id, "promotion.decision", "awaiting approval" if awaiting else
+                       "champion" if promoted else "challenger")
         client.set_tag(run_id, "promotion.reason", reason)
         client.log_metric(run_id, "promotion.promoted", float(promoted))
         client.log_metric(run_id, f"promotion.new_{metric_name}", float(new_score))
         if champion_score is not None:
             client.log_metric(run_id, f"promotion.champion_{metric_name}", champion_score)
     return decision
+
+
+def awaiting_approval(client: MlflowClient, model_name: str, version: str | int | None = None) -> ModelVersion | None:
+    """The version waiting for a person's approval to become champion: `version`, else the
+    `challenger`; None if it does not wait (never asked, or already decided)."""
+    if version is None:
+        version = client.get_registered_model(model_name).aliases.get(CHALLENGER)
+        if version is None:
+            return None
+    found = client.get_model_version(model_name, str(version))
+    return found if found.tags.get(AWAITING_APPROVAL_TAG) == "true" else None
+
+
+def comparison_of(version: ModelVersion) -> dict[str, Any]:
+    """Both versions' metrics on the same rows, as `promote_if_better` recorded them."""
+    return json.loads(version.tags.get(PROMOTION_COMPARISON_TAG) or "{}")
+
+
+def approve_promotion(client: MlflowClient, model_name: str, version: str, reviewer: str) -> dict[str, Any]:
+    """A person approved: `version` becomes the champion, if the champion is still the one it
+    was compared with (else StalePromotion, and nothing moves)."""
+    pending = awaiting_approval(client, model_name, version)
+    if pending is None:
+        raise StalePromotion(f"{model_name} version {version} does not wait for an approval (decided already)")
+    compared_with = comparison_of(pending).get("champion", {}).get("version")
+    current = _champion(client, model_name)
+    if current is not None and current.version != compared_with:
+        decline_promotion(client, model_name, version, None, f"superseded: the champion became version "
+                          f"{current.version} after the comparison with version {compared_with}")
+        raise StalePromotion(f"{model_name} version {version} was compared with version {compared_with}, but the "
+                             f"champion is now version {current.version}: not promoted; train again to compare")
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    reason = f"approved by {reviewer}, replacing version {compared_with}"
+    _record_review(client, model_name, version, "approved", reviewer, reason, promoted=True)
+    return {"promoted": True, "new_version": version, "champion_version": compared_with, "reviewed_by": reviewer,
+            "reason": reason}
+
+
+def decline_promotion(client: MlflowClient, model_name: str, version: str, reviewer: str | None,
+                      reason: str | None = None) -> dict[str, Any]:
+    """A person rejected (or nobody answered in time, `reviewer` None): the champion stays;
+    `version` stays the challenger, no longer waiting."""
+    review = "rejected" if reviewer else "expired"
+    reason = reason or (f"rejected by {reviewer}" if reviewer else "no answer in time: the champion stays")
+    _record_review(client, model_name, version, review, reviewer, reason, promoted=False)
+    return {"promoted": False, "new_version": version, "reviewed_by": reviewer, "reason": reason}
+
+
+def _record_review(client: MlflowClient, model_name: str, version: str, review: str, reviewer: str | None,
+                   reason: str, promoted: bool) -> None:
+    for key, value in ((AWAITING_APPROVAL_TAG, "false"), ("promotion.review", review),
+                       ("promotion.reviewed_by", reviewer or ""), ("promotion.promoted", str(promoted)),
+                       ("promotion.alias", CHAMPION if promoted else CHALLENGER), ("promotion.reason", reason)):
+        client.set_model_version_tag(model_name, version, key, value)
+    run_id = client.get_model_version(model_name, version).run_id
+    if run_id:
+        client.set_tag(run_id, "promotion.decision", f"{review} ({'champion' if promoted else 'challenger'})")
+        client.set_tag(run_id, "promotion.reason", reason)
+        client.log_metric(run_id, "promotion.promoted", float(promoted))
+
+
+def label_texts(model: mlflow.pyfunc.PyFuncModel, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """P(AI) and the label (at the version's own threshold) per text."""
+    output = model.predict(pd.DataFrame({TEXT_COLUMN: _clean(texts)}))
+    return output[PROBABILITY_COLUMN].to_numpy(dtype=np.float64), output[LABEL_COLUMN].to_numpy(dtype=np.int64)
 
 
 def _judged_on(client: MlflowClient, version: ModelVersion) -> str:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from psycopg import sql
 
-from ai_tweets.settings import Settings
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import MODEL_QUALITY, REGISTERED_MODELS, identifier
+from stackbase.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from psycopg import sql
 
 from ai_tweets.dataset import SplitSizes, dedup_raw_tweets, refresh_label_counts, split_dataset
 from ai_tweets.model_files import UntrustedModel
-from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, ensure_tables, table_exists, update_columns
 from ai_tweets.tables import (
@@ -29,6 +28,7 @@ from ai_tweets.tables import (
     summary_table_ddl,
 )
 from ai_tweets.tracking import WEAK_LABEL_EXPERIMENT
+from stackbase.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # pandas is imported by the functions that use it, not by DAG files
     import pandas as pd

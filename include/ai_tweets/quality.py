@@ -49,7 +49,6 @@ from psycopg import sql
 from ai_tweets import vocabulary
 from ai_tweets.dataset import normalized_text
 from ai_tweets.model_files import verified
-from ai_tweets.settings import PROJECT_ROOT, Settings, load_settings
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import (
     AI,
@@ -64,6 +63,7 @@ from ai_tweets.tables import (
     split_table_name,
 )
 from ai_tweets.tracking import QUALITY_EXPERIMENT
+from stackbase.settings import PROJECT_ROOT, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def capture_and_prepare(loop: Loop, data: LoopData, progress: Callable[[str], No
 
 def _env(settings: Settings) -> dict[str, str]:
     """The process environment with this loop's per-run values, for the ingest job it starts."""
-    from ai_tweets.settings import process_environment
+    from stackbase.settings import process_environment
 
     return process_environment(TWEETS_TOPIC=settings.tweets_topic, RAW_TABLE_PREFIX=settings.raw_table_prefix,
                                DATASET_VERSION=str(settings.dataset_version), MODEL_NAME=settings.model_name)

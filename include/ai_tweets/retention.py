@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from ai_tweets.settings import Settings
 from ai_tweets.storage import connect, table_exists
 from ai_tweets.tables import BATCHES_TABLE, GAPS_TABLE, QUARANTINE_TABLE, identifier
+from stackbase.settings import Settings
 
 
 def retention(settings: Settings) -> list[tuple[str, str, int]]:
@@ -32,7 +32,7 @@ def retention(settings: Settings) -> list[tuple[str, str, int]]:
 
 def prune(settings: Settings | None = None) -> dict[str, int]:
     """Delete the rows older than their retention; rows deleted per table."""
-    from ai_tweets.settings import load_settings
+    from stackbase.settings import load_settings
 
     settings = settings or load_settings()
     deleted = {}

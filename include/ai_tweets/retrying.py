@@ -19,6 +19,8 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
+from stackbase.settings import Settings
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -35,6 +37,12 @@ class Backoff:
     first: float = 1.0
     max_delay: float = 30.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+
+
+def service_wait(settings: Settings, budget: float | None = None) -> Backoff:
+    """The one retry policy with this stack's wait: a stage waits AI_TWEETS_SERVICE_WAIT_SECONDS
+    for a service, then fails and Airflow's retries take over."""
+    return Backoff(budget=settings.service_wait_seconds if budget is None else budget)
 
 
 def retry_call(work: Callable[[], T], policy: Backoff, *, retry_on: Callable[[BaseException], bool],

@@ -79,7 +79,10 @@ from psycopg import sql
 from ai_tweets import x_api
 from ai_tweets.precision import MIN_GOLD_TWEETS_ABOVE, threshold_for_precision
 from ai_tweets.schema import Tweet
-from ai_tweets.settings import (
+from ai_tweets.storage import connect, ensure_tables
+from ai_tweets.tables import MODEL_QUALITY, RETWEETS_TABLE, identifier
+from ai_tweets.urls import UrlRecord, domain_of, extract_urls
+from stackbase.settings import (
     DEFAULT_RETWEETS_PER_15_MIN,
     DEFAULT_RETWEETS_PER_DAY,
     X_USER_CREDENTIALS,
@@ -88,9 +91,6 @@ from ai_tweets.settings import (
     SettingsError,
     retweet_settings,
 )
-from ai_tweets.storage import connect, ensure_tables
-from ai_tweets.tables import MODEL_QUALITY, RETWEETS_TABLE, identifier
-from ai_tweets.urls import UrlRecord, domain_of, extract_urls
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ Candidates not shown this time (over REVIEW_BATCH) wait for the next run.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from ai_tweets.settings import Settings, load_settings
+from ai_tweets.markup import markdown_link, markdown_text
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import AI_TWEETS_TABLE, RETWEETS_TABLE, TWEET_URLS_TABLE, URL_COLUMNS, identifier
 from ai_tweets.urls import UrlRecord
+from stackbase.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # the retweet action (tweepy) loads when a task runs, not when the DAG is parsed
     from ai_tweets.retweet import Candidate
@@ -63,21 +63,16 @@ def tweet_id_of(option: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def _markdown(text: str) -> str:
-    """`text` shown as itself in the request's Markdown body: one line, markup characters escaped."""
-    return re.sub(r"([\\`*_{}\[\]<>()#+\-.!|~])", r"\\\1", " ".join(text.split()))
-
-
 def _body(items: Sequence[ReviewItem], minutes: int) -> str:
     lines = [f"The classifier and the retweet policy accepted these {len(items)} tweets. Tick the ones the "
              f"company's account should retweet. Each is re-read from X before it is retweeted; with no answer "
              f"within {minutes} minutes, none is retweeted.", ""]
     for number, item in enumerate(items, 1):
         candidate = item.candidate
-        links = ", ".join(_markdown(url.expanded_url) for url in candidate.urls if not url.is_twitter) or "none"
-        lines += [f"**{number}. tweet {candidate.tweet_id}** by @{_markdown(candidate.author_handle or '?')}, "
+        links = ", ".join(markdown_link(url.expanded_url) for url in candidate.urls if not url.is_twitter) or "none"
+        lines += [f"**{number}. tweet {candidate.tweet_id}** by @{markdown_text(candidate.author_handle or '?')}, "
                   f"P(AI) {candidate.ai_probability:.2f}", "",
-                  f"> {_markdown(candidate.text)}", "", f"links: {links}", ""]
+                  f"> {markdown_text(candidate.text)}", "", f"links: {links}", ""]
     return "\n".join(lines)
 
 

@@ -34,7 +34,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ai_tweets.model_files import UntrustedModel, verified_copy
-from ai_tweets.settings import MODEL_VERSION_ENV, Settings, process_environment
+from stackbase import processes
+from stackbase.settings import MODEL_VERSION_ENV, Settings, process_environment
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class ServingSupervisor:
         env = process_environment(**{MODEL_VERSION_ENV: version}, MLFLOW_TRACKING_URI=self.settings.mlflow_uri(),
                                   MLFLOW_DISABLE_TELEMETRY="true")
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        return subprocess.Popen(argv, env=env)
+        return processes.start(argv, env=env)
 
     def _ready(self, child: subprocess.Popen, version: str, port: int) -> None:
         """Wait until `child` answers /ping, then smoke-test /invocations; RuntimeError if not."""
@@ -203,7 +204,7 @@ class ServingSupervisor:
         try:
             self._ready(candidate, version, port)
         finally:
-            _stop(candidate)
+            processes.stop_child(candidate)
 
     def _reject(self, version: str, reason: str) -> None:
         """Keep the current version serving; report the rejected one (state file, log, model tag)."""
@@ -222,7 +223,7 @@ class ServingSupervisor:
 
     def _stop_child(self) -> None:
         if self.child:
-            _stop(self.child)
+            processes.stop_child(self.child)
         self.child = None
 
     def run(self, stop: threading.Event) -> None:
@@ -277,16 +278,6 @@ class ServingSupervisor:
             self._stop_child()
             stop.wait(min(2 ** (failures + 1), 60))
             return False
-
-
-def _stop(child: subprocess.Popen) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def serve(settings: Settings, state_file: Path | None = None, poll_seconds: float = 15.0,

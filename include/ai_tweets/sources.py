@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ai_tweets.schema import MalformedInput, MalformedTweet, Tweet, from_text, normalize
-from ai_tweets.settings import Settings, SettingsError
+from stackbase.settings import Settings, SettingsError
 
 SOURCES = ("x", "replay", "generate")
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
+import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from ai_tweets.settings import PROJECT_ROOT, Settings, SettingsError
+from stackbase import processes
+from stackbase.settings import PROJECT_ROOT, Settings, SettingsError, process_environment
+
+log = logging.getLogger(__name__)
+
+JOBS_DIR = PROJECT_ROOT / "spark_jobs"
 
 
 def spark_jars(settings: Settings) -> list[str]:
@@ -57,6 +66,60 @@ def spark_session(app_name: str, settings: Settings, *, submitted: bool = False,
         .config("spark.sql.redaction.options.regex", "(?i)url|jaas|password|secret")
         .getOrCreate()
     )
+
+
+def submit_command(job: str, args: Sequence[str], settings: Settings) -> list[str]:
+    """`spark-submit spark_jobs/<job>.py <args>`: how every Spark job of the pipeline starts (the
+    capture DAG's bounded ingest, the long-running classify job), with one set of options: the
+    master (SPARK_MASTER), the driver's memory and Java options, the connector jars, and this
+    interpreter for the driver and the workers. No secret: they travel in the environment."""
+    argv = [_spark_submit_binary(), "--master", settings.spark_master,
+            "--name", f"ai-tweets-{job}", "--driver-memory", settings.spark_driver_memory,
+            "--conf", f"spark.pyspark.python={sys.executable}",
+            "--conf", f"spark.pyspark.driver.python={sys.executable}"]
+    if jars := spark_jars(settings):  # JDBC's DriverManager only sees the application class path
+        argv += ["--jars", ",".join(jars), "--driver-class-path", ":".join(jars)]
+    if settings.spark_driver_java_options:
+        argv += ["--driver-java-options", settings.spark_driver_java_options]
+    return [*argv, str(JOBS_DIR / f"{job}.py"), *args]
+
+
+def _spark_submit_binary() -> str:
+    """pyspark's own `bin/spark-submit`: beside its jars, it finds its Spark home by itself
+    (the environment's `bin/spark-submit` asks a `python3` on PATH, which may lack pyspark)."""
+    spec = importlib.util.find_spec("pyspark")
+    if spec is not None and spec.submodule_search_locations:
+        binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "spark-submit"
+        if binary.exists():
+            return str(binary)
+    return "spark-submit"
+
+
+class SparkJobFailed(RuntimeError):
+    """A bounded Spark job exited with an error; the message ends with its last `error:` line."""
+
+
+def run_job(job: str, args: Sequence[str], settings: Settings) -> None:
+    """Run a bounded Spark job to its end through `submit_command`, its output in this
+    process's log (an Airflow task's). A bad setting fails at once (SettingsError, not retried);
+    any other failure raises SparkJobFailed, which Airflow retries."""
+    command = submit_command(job, args, settings)
+    log.info("$ %s", " ".join(command))
+    include = str(PROJECT_ROOT / "include")
+    python_path = os.pathsep.join(filter(None, [include, process_environment().get("PYTHONPATH")]))
+    child = processes.start(command, env=process_environment(PYTHONPATH=python_path), cwd=PROJECT_ROOT,
+                            output=subprocess.PIPE)
+    last_error = None
+    for raw in child.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        log.info("%s", line)
+        if line.startswith("error:"):
+            last_error = line
+    code = child.wait()
+    if code == 2 and last_error:  # the CLI's exit code for a bad setting
+        raise SettingsError(f"the Spark job {job} stopped: {last_error}")
+    if code != 0:
+        raise SparkJobFailed(f"the Spark job {job} exited with {code}" + (f": {last_error}" if last_error else ""))
 
 
 class StreamStopped(RuntimeError):

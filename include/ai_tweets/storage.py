@@ -14,9 +14,9 @@ from typing import TypeVar
 import psycopg
 from psycopg import sql
 
-from ai_tweets.retrying import STREAM_WAIT_SECONDS, Backoff, retry_call
-from ai_tweets.settings import Settings
+from ai_tweets.retrying import STREAM_WAIT_SECONDS, Backoff, retry_call, service_wait
 from ai_tweets.tables import DDL, QUARANTINE_TABLE, identifier, raw_table_ddl
+from stackbase.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,7 +48,7 @@ def connect(settings: Settings, wait: Backoff | None = None, autocommit: bool = 
     return retry_call(
         lambda: psycopg.connect(settings.streamingdb_conninfo, connect_timeout=10, autocommit=autocommit,
                                 options=options),
-        wait or settings.service_wait(), retry_on=lambda exc: isinstance(exc, psycopg.OperationalError),
+        wait or service_wait(settings), retry_on=lambda exc: isinstance(exc, psycopg.OperationalError),
         what=f"PostgreSQL at {settings.streamingdb_url} not answering", give_up=gave_up)
 
 

@@ -43,9 +43,9 @@ import psycopg
 from psycopg import sql
 
 from ai_tweets.schema import MalformedTweet, Tweet, parse_message
-from ai_tweets.settings import Settings
 from ai_tweets.storage import QuarantinedMessage, connect, ensure_tables, in_transaction, write_quarantine
 from ai_tweets.tables import GAPS_TABLE, identifier
+from stackbase.settings import Settings
 
 log = logging.getLogger(__name__)
 

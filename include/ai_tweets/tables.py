@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from ai_tweets.settings import Settings, validate_identifier
+from stackbase.settings import Settings, validate_identifier
 
 SPLITS = ("test", "dev", "snorkel_train", "train")
 

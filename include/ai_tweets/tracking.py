@@ -17,7 +17,7 @@ import json
 import urllib.error
 import urllib.request
 
-from ai_tweets.settings import Settings
+from stackbase.settings import Settings
 
 VIEWER = "viewer"
 # The pipeline's MLflow experiments: training runs (and the registered models' files), the

@@ -13,15 +13,16 @@ from psycopg.types.json import Jsonb
 
 from ai_tweets.model_files import record_version, verified
 from ai_tweets.precision import precision_curve
-from ai_tweets.settings import Settings, load_settings
 from ai_tweets.sources import read_texts
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import ABSTAIN, AI, MODEL_QUALITY, lf_summary_table_name
 from ai_tweets.tracking import CLASSIFIER_EXPERIMENT
+from stackbase.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 SELECTION_METRIC = "f1"
+COMPARED_METRICS = ("f1", "precision", "recall")  # what a promotion request shows of both versions
 GOLD_WEIGHT = 5.0  # a person's label counts as much as five of the labeling functions' votes
 MIN_GOLD = 50  # gold labels in the test split (of both classes) before models are judged on gold
 
@@ -126,14 +127,16 @@ def train_model(dataset_version: int | str | None = None, epochs: int = 30, min_
     # Recorded before it can become the champion: whoever loads it checks its files against this.
     record_version(settings, settings.model_name, str(version.version))
 
-    def champion_score(champion) -> float:
+    def champion_metrics(champion) -> dict[str, float]:
         with verified(settings, f"models:/{settings.model_name}/{champion.version}") as local:
             scores = classifier.predict_texts(classifier.load_classifier(local), test_texts)
-        return classifier.evaluate(scores, test_labels, _threshold_of(champion, settings))[SELECTION_METRIC]
+        judged = classifier.evaluate(scores, test_labels, _threshold_of(champion, settings))
+        return {key: float(judged[key]) for key in COMPARED_METRICS}
 
-    decision = classifier.promote_if_better(MlflowClient(settings.mlflow_uri()), settings.model_name,
-                                            version, metrics[SELECTION_METRIC], SELECTION_METRIC, champion_score,
-                                            judged_on=judged_on)
+    decision = classifier.promote_if_better(
+        MlflowClient(settings.mlflow_uri()), settings.model_name, version, metrics[SELECTION_METRIC],
+        SELECTION_METRIC, champion_metrics, judged_on=judged_on, approval=settings.promotion_approval,
+        new_metrics={key: float(metrics[key]) for key in COMPARED_METRICS}, compared_rows=len(test_texts))
     curve = precision_curve(probabilities, test_labels) if judged_on == "gold" else None
     record_quality(settings, str(version.version), judged_on, words, metrics, dataset_info, trained.threshold,
                     decision, curve)

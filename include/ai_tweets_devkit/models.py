@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,8 +12,9 @@ from pathlib import Path
 from ai_tweets.generator import generate
 from ai_tweets.model_files import record_version
 from ai_tweets.schema import normalize
-from ai_tweets.settings import Settings
 from ai_tweets_devkit.env import python_env
+from stackbase import processes
+from stackbase.settings import Settings
 
 
 def generated_texts(count: int, seed: int) -> tuple[list[str], list[int]]:
@@ -56,9 +55,9 @@ class ModelServer:
 
     def start(self, wait_for: str = "serving", timeout: float = 180) -> None:
         self.state_file.unlink(missing_ok=True)
-        self.process = subprocess.Popen(
+        self.process = processes.start(
             [sys.executable, "-m", "ai_tweets.cli", "serve", "--state-file", str(self.state_file),
-             "--poll-seconds", "2"], env=python_env(**self.env), start_new_session=True)
+             "--poll-seconds", "2"], env=python_env(**self.env), detached=True)
         self.wait_for(wait_for, timeout=timeout)
 
     def state(self) -> dict:
@@ -79,12 +78,8 @@ class ModelServer:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            processes.stop(self.process.pid, signal.SIGTERM, 30, whole_group=True)
+            self.process.wait()
 
 
 BROKEN_MODEL = '''

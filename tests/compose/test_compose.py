@@ -495,7 +495,7 @@ def test_only_the_classify_job_and_mlflow_share_a_network_with_model_serving(ser
 def test_the_retweet_policy_and_the_account_reach_the_pipeline(services: dict[str, dict]) -> None:
     """Review mode, the precision rule and live mode are set in `.env`: every variable the retweet
     settings read reaches the containers that classify and review (empty: settings.py's default)."""
-    from ai_tweets.settings import RETWEET_VARIABLES, X_USER_CREDENTIALS
+    from stackbase.settings import RETWEET_VARIABLES, X_USER_CREDENTIALS
 
     for name in ("airflow-scheduler", "spark-worker"):
         env = environment(services[name])

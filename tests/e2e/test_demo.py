@@ -11,7 +11,7 @@ pytestmark = pytest.mark.integration
 def test_demo_drives_every_dag_to_live_classification(local_stack):
     from ai_tweets.demo import run_demo
     from ai_tweets.jobs import stop_job
-    from ai_tweets.settings import load_settings
+    from stackbase.settings import load_settings
 
     try:
         summary = run_demo("generate", count=20_000, live_wait=240)

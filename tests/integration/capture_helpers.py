@@ -13,10 +13,10 @@ from pathlib import Path
 
 from psycopg import sql
 
-from ai_tweets.settings import Settings, environment, load_settings
 from ai_tweets.storage import connect
 from ai_tweets.tables import identifier
 from ai_tweets_devkit.env import python_env  # noqa: F401 (the tests import it from here too)
+from stackbase.settings import Settings, environment, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,9 +25,9 @@ from ai_tweets.dataset import ensure_split_table
 from ai_tweets.generator import generate
 from ai_tweets.retrying import Backoff
 from ai_tweets.schema import normalize
-from ai_tweets.settings import Settings, environment, load_settings
 from ai_tweets.storage import connect
 from ai_tweets.tables import ABSTAIN, AI, NOT_AI, identifier, split_table_name
+from stackbase.settings import Settings, environment, load_settings
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 
@@ -282,7 +282,7 @@ def test_label_studio_down_fails_clearly_and_resumes_without_duplicates(env):
         assert time.monotonic() - began < 30
         message = str(failure.value)
         assert env.settings.label_studio_url in message and "not answering" in message
-        assert "stack.py up label-studio" in message
+        assert "make up SERVICES=label-studio" in message
         assert sleeps == [0.05, 0.1, 0.2], "exponential backoff between the attempts"
         with pytest.raises(LabelStudioUnavailable):
             env.pull(wait=Backoff(budget=0.01, first=0.01))

@@ -113,7 +113,7 @@ def test_x_source_through_kafka_into_the_raw_table(tmp_path):
             api.emit(v2_tweet(10_000 + i, f"Fine-tuning LLMs, part {i} https://t.co/x{i}",
                               urls={f"https://t.co/x{i}": f"https://arxiv.org/abs/{i}"}))
         env = {**iso.env, "X_BEARER_TOKEN": api.bearer_token, "X_API_BASE_URL": api.base_url}
-        from ai_tweets.settings import load_settings
+        from stackbase.settings import load_settings
 
         report = produce_tweets("x", count=50, settings=load_settings(env))
         assert api.rules, "stream rules were created from the keyword list"
@@ -130,7 +130,7 @@ def test_the_airflow_form_refuses_a_replay_file_outside_the_replay_folder(settin
     """An Airflow user asks `capture_tweets` to replay the worker's `.env` (its lines would be
     quarantined in the database, readable to anyone with SQL): the task refuses at once."""
     from ai_tweets.airflow_api import AirflowClient, AirflowError
-    from ai_tweets.settings import PROJECT_ROOT, environment
+    from stackbase.settings import PROJECT_ROOT, environment
 
     client = AirflowClient(settings.airflow_url, "admin", environment().get("AIRFLOW_ADMIN_PASSWORD", ""))
     client.wait_for_dags({"capture_tweets"})

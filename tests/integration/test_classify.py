@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from ai_tweets.capture import produce_tweets
 from ai_tweets.generator import generate
 from ai_tweets.schema import normalize
-from ai_tweets.settings import load_settings
 from ai_tweets.train import predict_file
 from ai_tweets_devkit.models import ModelServer, free_port, register_model
+from stackbase.settings import load_settings
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 

@@ -16,9 +16,9 @@ from capture_helpers import ROOT
 
 from ai_tweets.classify import ensure_tables
 from ai_tweets.dashboard import chart_data, login, provision_dashboard
-from ai_tweets.settings import environment
 from ai_tweets.storage import connect, copy_upsert
 from ai_tweets.tables import AI_TWEETS_TABLE, BATCHES_TABLE, TWEET_URLS_TABLE
+from stackbase.settings import environment
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 
@@ -218,7 +218,7 @@ def test_superset_reads_streamingdb_as_a_role_the_database_refuses_dml(settings,
     connection) can read the tables but PostgreSQL itself refuses DELETE, UPDATE and DDL."""
     import psycopg
 
-    from ai_tweets.settings import STREAMINGDB_READER
+    from stackbase.settings import STREAMINGDB_READER
 
     superset = login(settings)
     database = superset.find("database", "database_name", "streamingdb")[0]

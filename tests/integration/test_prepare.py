@@ -16,9 +16,9 @@ from ai_tweets.dataset import (
     normalized_text,
     split_dataset,
 )
-from ai_tweets.errors import DeterministicError
 from ai_tweets.storage import connect
 from ai_tweets.tables import SPLITS, dedup_table_name, split_table_name
+from stackbase.errors import DeterministicError
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 

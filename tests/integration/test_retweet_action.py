@@ -32,8 +32,8 @@ from ai_tweets.retweet import (
     user_client,
 )
 from ai_tweets.schema import Tweet, TweetUrl
-from ai_tweets.settings import SettingsError
 from ai_tweets.storage import connect
+from stackbase.settings import SettingsError
 from tests.fakes.fake_x_api import ME_PATH, FakeXApi, v2_tweet
 
 pytestmark = pytest.mark.usefixtures("local_stack")

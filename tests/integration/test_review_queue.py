@@ -5,37 +5,33 @@ it), and the decisions recorded in `retweets`; unanswered candidates expire."""
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
+from browser_helpers import headless_chromium
 from psycopg import sql
+from stack_control import ROOT
 
-from ai_tweets.airflow_api import AirflowClient, AirflowError
+from ai_tweets.airflow_api import AirflowClient
 from ai_tweets.retweet import SPENT_ACTIONS, Candidate, Retweeter, RetweetPolicy
-from ai_tweets.review import tweet_id_of
+from ai_tweets.review import NONE_OPTION, tweet_id_of
 from ai_tweets.schema import Tweet, TweetUrl
-from ai_tweets.settings import environment
 from ai_tweets.storage import connect, ensure_tables
 from ai_tweets.tables import AI_TWEETS_TABLE, CLASSIFY_TABLES, RETWEETS_TABLE, TWEET_URLS_TABLE, URL_COLUMNS, identifier
 from ai_tweets.urls import extract_urls
+from stackbase.settings import environment
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 
 DAG = "review_retweets"
+SCREENSHOT = ROOT / ".local" / "screenshots" / "airflow_review.png"  # the README's is docs/airflow_review.png
 READING_SECONDS = 5
 
 
 @pytest.fixture
-def client(settings) -> Iterator[AirflowClient]:
-    client = AirflowClient(settings.airflow_url, "admin", environment().get("AIRFLOW_ADMIN_PASSWORD", ""))
-    client.wait_for_dags({DAG})
-    client.unpause(DAG)
-    yield client
-    # A run still waiting for a person (a failed test) would hold the next one (one run at a time).
-    for run in client._request("GET", f"/api/v2/dags/{DAG}/dagRuns?state=running&state=queued")["dag_runs"]:
-        client.mark_failed(DAG, run["dag_run_id"])
+def client(human_in_the_loop_dag) -> AirflowClient:
+    return human_in_the_loop_dag(DAG)
 
 
 @pytest.fixture
@@ -83,26 +79,9 @@ def room_in_dry_run_window(settings) -> bool:
     return used < settings.retweet.max_per_15min
 
 
-def request_of(client: AirflowClient, run_id: str, timeout: float = 300) -> dict:
-    """The review's request, once the task waits for a person (as the Required Actions page
-    lists it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if client.task_instance(DAG, run_id, "review", map_index=0)["state"] == "awaiting_input":
-                # A person reads before answering. An answer within a second of the task parking
-                # (before the scheduler took in the executor's report of that) fails the try on
-                # Airflow 3.3.2: "finished with state success, but the task instance's state
-                # attribute is queued"; the retry asks again.
-                time.sleep(READING_SECONDS)
-                return client.hitl_detail(DAG, run_id, "review", map_index=0)
-            problem = "not waiting yet"
-        except AirflowError as exc:
-            problem = str(exc)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no review request within {timeout:.0f} s: {problem}; "
-                                 f"{client.task_states(DAG, run_id)}")
-        time.sleep(3)
+def request_of(client: AirflowClient, run_id: str) -> dict:
+    """The review's request once the task waits, answered after a person's reading time."""
+    return client.waiting_request(DAG, run_id, "review", map_index=0, reading_seconds=READING_SECONDS)
 
 
 def test_a_reviewer_chooses_in_airflow_and_each_decision_is_recorded_with_who_made_it(settings, client, classified):
@@ -119,7 +98,7 @@ def test_a_reviewer_chooses_in_airflow_and_each_decision_is_recorded_with_who_ma
     assert set(mine) <= set(shown), "every candidate awaiting review is an option"
     assert request["multiple"] is True and request["subject"].startswith("Retweet which of these")
     body = request["body"]
-    assert "P(AI) 0.97" in body and "@promo\\_ai" in body and "github\\.com/a/diffusion" in body
+    assert "P(AI) 0.97" in body and "@promo&#95;ai" in body and "(<https://github.com/a/diffusion>)" in body
     assert body.index(str(good.tweet_id)) < body.index(str(other.tweet_id)) < body.index(str(meh.tweet_id))
     room = room_in_dry_run_window(settings)
 
@@ -142,3 +121,39 @@ def test_candidates_nobody_answers_for_expire_unretweeted(settings, client, clas
     assert rows(settings, [late.tweet_id])[late.tweet_id] == ("expired", "expired: no answer in 1 minute(s)", None)
     answer = client.hitl_detail(DAG, run, "review", map_index=0)
     assert answer["chosen_options"] == [] and not answer.get("responded_by_user")
+
+
+def test_the_reviewer_s_page_shows_each_candidate_as_typed(settings, client, classified, tmp_path):
+    """Airflow's Required Actions page of a request, in headless Chromium, as a reviewer sees it."""
+    from PIL import Image, ImageStat
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    first = classified("A new open-weights LLM for code (weights_and_paper): *read* it", "https://arxiv.org/abs/2601.7",
+                       0.96)
+    second = classified("Diffusion models, explained step by step", "https://github.com/a/diffusion_101", 0.87)
+    Retweeter(settings, RetweetPolicy(dry_run=True, review=True)).process([first, second])
+    run = client.trigger(DAG, {"response_minutes": 30})
+    request_of(client, run)
+    with headless_chromium(tmp_path / "chromium", 1400, 1300) as driver:
+        wait = WebDriverWait(driver, 90)
+        driver.get(f"{settings.airflow_url}/")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input")) >= 2)
+        user, password = driver.find_elements(By.CSS_SELECTOR, "input")[:2]
+        user.send_keys("admin")
+        password.send_keys(environment().get("AIRFLOW_ADMIN_PASSWORD", ""))
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda d: "/auth/login" not in d.current_url)
+        driver.get(f"{settings.airflow_url}/dags/{DAG}/runs/{run}/tasks/review/mapped/0/required_actions")
+        wait.until(lambda d: "Options" in d.find_element(By.TAG_NAME, "body").text)
+        text = driver.find_element(By.TAG_NAME, "body").text
+        assert "Retweet which of these" in text and f"tweet {first.tweet_id}" in text
+        assert "A new open-weights LLM for code (weights_and_paper): *read* it" in text, "the text as typed"
+        assert "arxiv.org/abs/2601.7" in text and "github.com/a/diffusion_101" in text and "\\" not in text
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(SCREENSHOT))
+    with Image.open(SCREENSHOT) as image:
+        assert max(ImageStat.Stat(image.convert("L")).stddev) > 20, "the screenshot is blank"
+    client.respond(DAG, run, "review", [NONE_OPTION], map_index=0)
+    client.wait(DAG, run, timeout=600)
+    assert {r[0] for r in rows(settings, [first.tweet_id, second.tweet_id]).values()} == {"rejected"}

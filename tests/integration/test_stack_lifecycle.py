@@ -3,30 +3,22 @@ a warm `make up` brings everything back."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from pathlib import Path
 
 import pytest
 from conftest import ROOT, stack
 
-from localstack.runtime import alive, port_open, read_pid
+from localstack.runtime import port_open
 from localstack.services import SERVICES
+from stackbase.processes import alive, group_members, running_pid
 
 
 def _pids() -> dict[str, int]:
-    return {s.name: read_pid(ROOT / ".local" / "run" / f"{s.name}.pid") for s in SERVICES}
+    return {s.name: running_pid(ROOT / ".local" / "run" / f"{s.name}.pid") for s in SERVICES}
 
 
 def _group_members(pgids: set[int]) -> set[int]:
-    members = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[2]) in pgids and fields[0] != "Z":
-                    members.add(int(entry.name))
-    return members
+    return {pid for pgid in pgids for pid in group_members(pgid)}
 
 
 def test_up_twice_down_and_warm_up(local_stack, settings):

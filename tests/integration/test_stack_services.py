@@ -14,7 +14,7 @@ import pytest
 from capture_helpers import python_env
 
 from ai_tweets.health import CHECKS
-from ai_tweets.settings import environment
+from stackbase.settings import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_spark_reads_kafka_with_the_connector(settings, kafka_topic_with_message
     script = f"""
 import json, sys
 from ai_tweets.kafka import spark_options
-from ai_tweets.settings import load_settings
+from stackbase.settings import load_settings
 from ai_tweets.spark import spark_session
 settings = load_settings()
 spark = spark_session("stack-test", settings)

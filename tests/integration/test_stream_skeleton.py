@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from ai_tweets.health import ServiceDown, check_stream
 from ai_tweets.ingest import ingest_job
 from ai_tweets.retrying import Backoff
-from ai_tweets.settings import load_settings
 from ai_tweets.storage import DatabaseUnavailable, connect, ensure_raw_table, in_transaction
 from ai_tweets.stream import Message, parse_messages, write_partition
 from ai_tweets.tables import GAPS_TABLE, identifier
+from stackbase.settings import load_settings
 
 pytestmark = pytest.mark.usefixtures("local_stack")
 

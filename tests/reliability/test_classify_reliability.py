@@ -24,10 +24,10 @@ from reliability_helpers import SCALE, sized, wait_until
 from ai_tweets.capture import produce_tweets
 from ai_tweets.generator import generate
 from ai_tweets.schema import normalize
-from ai_tweets.settings import load_settings
 from ai_tweets.train import predict_file
 from ai_tweets.urls import extract_urls
 from ai_tweets_devkit.models import ModelServer, free_port, register_model
+from stackbase.settings import load_settings
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,9 @@ from stack_control import stack
 
 from ai_tweets.airflow_api import AirflowClient
 from ai_tweets.jobs import stop_job
-from ai_tweets.settings import environment, load_settings
 from ai_tweets.storage import connect, table_exists
 from ai_tweets.tables import identifier
+from stackbase.settings import environment, load_settings
 
 # one row per run or version
 OPERATIONAL_LOGS = {"classify_batches", "model_quality", "label_models", "registered_models"}

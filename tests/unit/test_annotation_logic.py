@@ -141,7 +141,8 @@ def test_transport_retries_with_exponential_backoff_until_label_studio_answers()
 def test_transport_gives_up_with_a_message_naming_the_url():
     sleeps: list[float] = []
     script = Script(*[httpx.ConnectError("refused")] * 3)
-    with pytest.raises(LabelStudioUnavailable, match=r"http://ls\.test is not answering .*stack\.py up"):
+    with pytest.raises(LabelStudioUnavailable,
+                       match=r"http://ls\.test is not answering .*make up SERVICES=label-studio"):
         client(script, sleeps, attempts=3).get("http://ls.test/api/projects")
     assert len(script.requests) == 3 and sleeps == [1.0, 2.0]
 

@@ -10,7 +10,7 @@ import yaml
 from test_settings import GOOD
 
 from ai_tweets.dashboard import BUNDLE_DIR, DATABASE_FILE, DashboardError, bundle_files
-from ai_tweets.settings import load_settings
+from stackbase.settings import load_settings
 
 ENV = {**GOOD, "STREAMINGDB_URL": "postgresql://streaming@db.example:6543/streamingdb", "MODEL_NAME": "tweets.model-2"}
 

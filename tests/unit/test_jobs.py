@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ai_tweets.jobs import RotatingFile, job_status, process_identity
-from ai_tweets.settings import SettingsError, load_settings
+from ai_tweets.jobs import RotatingFile, job_status
+from stackbase.processes import process_identity
+from stackbase.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"STREAMINGDB_URL": "postgresql://streaming@127.0.0.1:55432/streamingdb", "KAFKA_BOOTSTRAP_SERVERS": "h:1",

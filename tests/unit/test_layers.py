@@ -6,15 +6,16 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).parents[2] / "include" / "ai_tweets"
+ROOT = Path(__file__).parents[2]
+PACKAGE = ROOT / "include" / "ai_tweets"
+BASE = ROOT / "include" / "stackbase"  # under the pipeline and the local stack: standard library only
 
 # Lowest first. Keep in step with include/ai_tweets/README.md.
 LAYERS: dict[str, set[str]] = {
-    "foundation": {"__init__", "errors", "retrying", "settings", "tables", "schema", "urls", "vocabulary",
-                   "generator", "assets"},
+    "foundation": {"__init__", "retrying", "tables", "schema", "urls", "markup", "vocabulary", "generator", "assets"},
     "services": {"storage", "kafka", "x_api", "airflow_api", "serving", "spark", "tracking", "model_files"},
     "blocks": {"stream", "health", "sources", "dataset", "labeling", "label_model", "model", "precision"},
-    "stages": {"capture", "ingest", "prepare", "annotation", "train", "classify", "retweet", "review",
+    "stages": {"capture", "ingest", "prepare", "annotation", "train", "promotion", "classify", "retweet", "review",
                "retention", "dashboard"},
     "orchestration": {"jobs", "demo", "quality", "dag_support", "cli"},
 }
@@ -77,7 +78,49 @@ def test_only_settings_and_the_entry_points_read_the_environment():
 
     reads = re.compile(r"os\.environ\s*(\.get|\[)|os\.getenv|\*\*os\.environ|in os\.environ|\benvironment\(\)")
     allowed = {"settings.py", "cli.py", "jobs.py"}
-    files = [*PACKAGE.glob("*.py"), *(PACKAGE.parents[1] / "dags").glob("*.py")]
+    files = [*PACKAGE.glob("*.py"), *BASE.glob("*.py"), *(ROOT / "dags").glob("*.py")]
     found = [f"{path.name}:{number}: {line.strip()}" for path in files if path.name not in allowed
              for number, line in enumerate(path.read_text().splitlines(), 1) if reads.search(line)]
     assert found == [], "environment reads outside settings:\n" + "\n".join(found)
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+    return found
+
+
+def test_the_base_under_pipeline_and_stack_imports_only_the_standard_library():
+    """`stackbase` (settings, errors, processes) runs before any environment is installed."""
+    import sys
+
+    outside = {f"{path.name}: {name}" for path in BASE.glob("*.py") for name in _top_level_imports(path)
+               if name not in sys.stdlib_module_names and name not in {"__future__", "stackbase"}}
+    assert outside == set(), f"stackbase must stay standard-library only: {sorted(outside)}"
+
+
+def test_the_local_stack_does_not_import_the_pipeline_package():
+    """The local stack starts the services the pipeline uses; it stands on `stackbase` only, so
+    the pipeline package is free to import what its environment installs."""
+    found = [f"{path.name}: {name}" for path in sorted((ROOT / "localstack").glob("*.py"))
+             for name in _top_level_imports(path) if name.startswith("ai_tweets")]
+    assert found == [], f"localstack imports the pipeline: {found}"
+
+
+def test_nothing_edits_sys_path():
+    """The packages are found through PYTHONPATH (the Makefile, the stack's processes) or an
+    install (pyproject.toml), never by a module that edits `sys.path`."""
+    import re
+
+    edit = re.compile(r"sys\.path\s*(\.insert|\.append|\.extend|\[[^\]]*\]\s*=|\s*\+=)")
+    files = [path for folder in ("include", "localstack", "dags", "spark_jobs", "benchmarks", "tests")
+             for path in (ROOT / folder).rglob("*.py")]
+    found = [f"{path.relative_to(ROOT)}:{number}" for path in files if path.name != "test_layers.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1) if edit.search(line)]
+    found += [f"Makefile:{n}" for n, line in enumerate((ROOT / "Makefile").read_text().splitlines(), 1)
+              if edit.search(line)]
+    assert found == [], f"sys.path edited in: {found}"

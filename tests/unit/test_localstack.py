@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from localstack import services
-from localstack.runtime import PLACEHOLDER, Context, ensure_env_file, read_pid
+from localstack.runtime import PLACEHOLDER, Context, ensure_env_file
 from localstack.services import SERVICES
+from stackbase.processes import read_pid_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,11 +56,11 @@ def test_services_are_unique_and_ports_do_not_collide(tmp_path):
 
 
 def test_pid_file_reading(tmp_path):
-    assert read_pid(tmp_path / "missing.pid") is None
+    assert read_pid_file(tmp_path / "missing.pid") is None
     (tmp_path / "bad.pid").write_text("garbage")
-    assert read_pid(tmp_path / "bad.pid") is None
+    assert read_pid_file(tmp_path / "bad.pid") is None
     (tmp_path / "ok.pid").write_text("123\n")
-    assert read_pid(tmp_path / "ok.pid") == 123
+    assert read_pid_file(tmp_path / "ok.pid") == (123, None, None)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="as another user PostgreSQL's data stays in .local")

@@ -306,3 +306,56 @@ def test_train_rejects_targets_outside_zero_one(data: dict[str, Any]) -> None:
         classifier.train(data["texts"][:10], np.full(10, 2.0), data["texts"][10:20], np.zeros(10))
     with pytest.raises(ValueError, match="lengths"):
         classifier.train(data["texts"][:10], np.zeros(9), data["texts"][10:20], np.zeros(10))
+
+
+def test_with_approval_a_better_version_waits_and_a_person_decides(
+        tracking_uri: str, trained: dict[str, classifier.TrainedModel]) -> None:
+    from mlflow import MlflowClient
+
+    name = f"ai-tweet-classifier-approval-{uuid.uuid4().hex[:8]}"
+    client = MlflowClient(tracking_uri)
+
+    def register() -> Any:
+        return classifier.log_and_register(trained["weak"], {"f1": 0.5}, tracking_uri=tracking_uri, model_name=name,
+                                           tags={"evaluated_on": "gold"}, experiment_name=f"{name}-runs")
+
+    def champion() -> str:
+        return client.get_model_version_by_alias(name, "champion").version
+
+    first = register()
+    assert classifier.promote_if_better(client, name, first, 0.5, "f1", lambda _: 0.0, judged_on="gold",
+                                        approval=True)["promoted"], "the first version needs no approval"
+    old_metrics = {"f1": 0.5, "precision": 0.6, "recall": 0.43}
+    second = register()
+    waiting = classifier.promote_if_better(client, name, second, 0.7, "f1", lambda _: old_metrics, judged_on="gold",
+                                           approval=True, new_metrics={"f1": 0.7, "precision": 0.8, "recall": 0.62},
+                                           compared_rows=240)
+    assert not waiting["promoted"] and waiting["awaiting_approval"] and waiting["alias"] == "challenger"
+    assert champion() == first.version and "approval" in waiting["reason"]
+    pending = classifier.awaiting_approval(client, name)
+    assert pending.version == second.version
+    assert classifier.comparison_of(pending) == {
+        "judged_on": "gold", "rows": 240, "metric": "f1", "champion": {"version": first.version, **old_metrics},
+        "challenger": {"version": second.version, "f1": 0.7, "precision": 0.8, "recall": 0.62}}
+
+    approved = classifier.approve_promotion(client, name, second.version, "alice")
+    assert approved["promoted"] and champion() == second.version
+    tags = client.get_model_version(name, second.version).tags
+    assert (tags["promotion.review"], tags["promotion.reviewed_by"], tags["promotion.awaiting_approval"]) == (
+        "approved", "alice", "false")
+    with pytest.raises(classifier.StalePromotion, match="decided already"):
+        classifier.approve_promotion(client, name, second.version, "alice")
+
+    third = register()
+    classifier.promote_if_better(client, name, third, 0.9, "f1", lambda _: 0.7, judged_on="gold", approval=True)
+    declined = classifier.decline_promotion(client, name, third.version, "bob")
+    assert not declined["promoted"] and champion() == second.version and declined["reason"] == "rejected by bob"
+    assert classifier.awaiting_approval(client, name, third.version) is None
+
+    fourth, fifth = register(), register()
+    classifier.promote_if_better(client, name, fourth, 0.95, "f1", lambda _: 0.7, judged_on="gold", approval=True)
+    client.set_registered_model_alias(name, "champion", fifth.version)  # the champion moved meanwhile
+    with pytest.raises(classifier.StalePromotion, match=f"champion is now version {fifth.version}"):
+        classifier.approve_promotion(client, name, fourth.version, "alice")
+    assert champion() == fifth.version
+    assert client.get_model_version(name, fourth.version).tags["promotion.review"] == "expired"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from test_settings import load
 
-from ai_tweets.retrying import Backoff, retry_call
-from ai_tweets.settings import SettingsError
+from ai_tweets.retrying import Backoff, retry_call, service_wait
+from stackbase.settings import SettingsError
 
 
 class Down(Exception):
@@ -62,8 +62,8 @@ def test_a_zero_budget_tries_once():
 
 
 def test_the_stage_wait_is_a_validated_setting():
-    assert load().service_wait().budget == 60
-    assert load(AI_TWEETS_SERVICE_WAIT_SECONDS="20").service_wait().budget == 20
+    assert service_wait(load()).budget == 60
+    assert service_wait(load(AI_TWEETS_SERVICE_WAIT_SECONDS="20")).budget == 20
     for bad in ("0", "ten", "-5"):
         with pytest.raises(SettingsError, match="AI_TWEETS_SERVICE_WAIT_SECONDS"):
             load(AI_TWEETS_SERVICE_WAIT_SECONDS=bad)

@@ -15,8 +15,8 @@ from ai_tweets.retweet import (
     eligible,
 )
 from ai_tweets.schema import Tweet, TweetUrl
-from ai_tweets.settings import SettingsError
 from ai_tweets.urls import UrlRecord, extract_urls
+from stackbase.settings import SettingsError
 
 POLICY = RetweetPolicy()
 

@@ -10,8 +10,8 @@ from ai_tweets.precision import precision_curve, threshold_for_precision
 from ai_tweets.retweet import Candidate, RetweetPolicy
 from ai_tweets.review import NONE_OPTION, ReviewItem, _body, tweet_id_of
 from ai_tweets.schema import Tweet, TweetUrl
-from ai_tweets.settings import RETWEET_VARIABLES, X_USER_CREDENTIALS, SettingsError, retweet_settings
 from ai_tweets.urls import extract_urls
+from stackbase.settings import RETWEET_VARIABLES, X_USER_CREDENTIALS, SettingsError, retweet_settings
 
 
 def item(tweet_id: int, text: str, *links: str, author: str = "ml_news", probability: float = 0.93) -> ReviewItem:
@@ -31,11 +31,17 @@ def test_each_option_names_its_tweet_and_reads_back_to_its_id():
 
 
 def test_the_body_shows_each_candidate_whole_with_markup_escaped():
-    body = _body([item(7, "LLMs *will* [click](https://evil.example) <b>now</b>", "https://arxiv.org/abs/1",
+    """As a CommonMark renderer (Airflow's page) shows it: the tweet's text as typed, no markup
+    of its own in effect, and its links as links."""
+    from markdown_it import MarkdownIt
+
+    body = _body([item(7, "1. LLMs *will* [click](https://evil.example) <b>now</b>", "https://arxiv.org/abs/1_2",
                        "https://twitter.com/a/status/9", probability=0.875)], minutes=45)
-    assert "**1. tweet 7** by @ml\\_news, P(AI) 0.88" in body
-    assert "LLMs \\*will\\* \\[click\\]\\(https://evil\\.example\\) \\<b\\>now\\</b\\>" in body
-    assert "links: https://arxiv\\.org/abs/1" in body and "twitter" not in body  # links to X are not shown
+    shown = MarkdownIt("commonmark").render(body)
+    assert "<strong>1. tweet 7</strong> by @ml_news, P(AI) 0.88" in shown
+    assert "<blockquote>\n<p>1. LLMs *will* [click](https://evil.example) &lt;b&gt;now&lt;/b&gt;</p>" in shown
+    assert 'links: <a href="https://arxiv.org/abs/1_2">arxiv.org/abs/1_2</a>' in shown
+    assert "twitter" not in body and "evil.example\">" not in shown  # links to X are not shown
     assert "within 45 minutes, none is retweeted" in body
 
 

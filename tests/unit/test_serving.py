@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ai_tweets.serving import ServingSupervisor
-from ai_tweets.settings import load_settings
+from stackbase.settings import load_settings
 
 ENV = {"STREAMINGDB_URL": "postgresql://streaming@127.0.0.1:55432/streamingdb", "KAFKA_BOOTSTRAP_SERVERS": "h:1",
        "MLFLOW_TRACKING_URI": "http://m:1", "LABEL_STUDIO_URL": "http://l:1", "AIRFLOW_URL": "http://a:1"}

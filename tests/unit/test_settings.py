@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from ai_tweets.settings import SettingsError, load_settings, read_env_file, task_retry_seconds, timed_schedules
 from ai_tweets.tables import dedup_table_name, identifier, raw_table_name, split_table_name
+from stackbase.settings import SettingsError, load_settings, read_env_file, task_retry_seconds, timed_schedules
 
 GOOD = {
     "STREAMINGDB_URL": "postgresql://streaming@127.0.0.1:55432/streamingdb",
@@ -111,7 +111,7 @@ def test_env_file_parsing(tmp_path):
 
 
 def test_environment_wins_over_env_file(tmp_path, monkeypatch):
-    from ai_tweets.settings import environment
+    from stackbase.settings import environment
 
     path = tmp_path / ".env"
     path.write_text("TWEETS_TOPIC=from_file\nDATASET_VERSION=3\n")
@@ -166,7 +166,7 @@ def test_the_airflow_form_replays_only_files_in_the_replay_folder(tmp_path):
 
 
 def test_unfit_secrets_are_each_named():
-    from ai_tweets.settings import STACK_SECRETS, secret_problems
+    from stackbase.settings import STACK_SECRETS, secret_problems
 
     good = {name: "a" * 40 for name in STACK_SECRETS} | {"AIRFLOW_FERNET_KEY": "A" * 43 + "="}
     assert secret_problems(good) == []
@@ -183,7 +183,7 @@ def test_unfit_secrets_are_each_named():
 
 def test_the_check_secrets_command_names_each_and_exits_2(monkeypatch, capsys):
     from ai_tweets.cli import main
-    from ai_tweets.settings import STACK_SECRETS
+    from stackbase.settings import STACK_SECRETS
 
     for name in STACK_SECRETS:
         monkeypatch.setenv(name, "b" * 40)
@@ -204,7 +204,7 @@ def test_the_annotators_whose_labels_count():
 
 
 def test_a_password_is_shown_on_a_terminal_and_only_named_in_a_log():
-    from ai_tweets.settings import shown_secret
+    from stackbase.settings import shown_secret
 
     password = load(AIRFLOW_ADMIN_PASSWORD="p" * 40).airflow_admin_password
     assert shown_secret(password, "AIRFLOW_ADMIN_PASSWORD", terminal=True) == "p" * 40

@@ -9,9 +9,9 @@ import pytest
 
 from ai_tweets.ingest import raw_row
 from ai_tweets.schema import MalformedInput, Tweet
-from ai_tweets.settings import SettingsError
 from ai_tweets.sources import paced, replay_file
 from ai_tweets.stream import Message, parse_messages
+from stackbase.settings import SettingsError
 
 V2_ITEM = {"data": {"id": "1300000000000000001", "text": "New paper on transformers https://t.co/abc",
                     "created_at": "2020-04-05T10:00:00.000Z", "author_id": "42", "lang": "en",

@@ -14,13 +14,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ai_tweets.errors import DeterministicError
-
-if TYPE_CHECKING:
-    from ai_tweets.retrying import Backoff
+from stackbase.errors import DeterministicError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,13 +87,17 @@ class RetweetSettings:
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
 
+def _boolean(env: Mapping[str, str], name: str, default: str) -> bool:
+    value = env.get(name, "").strip().lower() or default
+    if value not in _TRUE | _FALSE:
+        raise SettingsError(f"{name}={value!r} must be true or false.")
+    return value in _TRUE
+
+
 def retweet_settings(env: Mapping[str, str]) -> RetweetSettings:
     """Read the retweet policy's variables; SettingsError names a malformed one."""
     def boolean(name: str, default: str) -> bool:
-        value = env.get(name, "").strip().lower() or default
-        if value not in _TRUE | _FALSE:
-            raise SettingsError(f"{name}={value!r} must be true or false.")
-        return value in _TRUE
+        return _boolean(env, name, default)
 
     def whole(name: str, default: int) -> int:
         value = env.get(name, "").strip() or str(default)
@@ -178,6 +178,10 @@ class Settings:
     spark_driver_memory: str = "1g"
     spark_jars_dir: Path | None = None
     spark_driver_java_options: str = DEFAULT_SPARK_DRIVER_JAVA_OPTIONS
+    # A new champion waits for a person's approval in Airflow (PROMOTION_APPROVAL), at most
+    # PROMOTION_APPROVAL_HOURS; unanswered, the champion stays.
+    promotion_approval: bool = False
+    promotion_approval_hours: int = 24
 
     def mlflow_uri(self) -> str:
         """MLFLOW_TRACKING_URI for an MLflow client, with the pipeline's login put where MLflow's
@@ -188,12 +192,11 @@ class Settings:
             os.environ["MLFLOW_TRACKING_PASSWORD"] = self.mlflow_password
         return self.mlflow_tracking_uri
 
-    def service_wait(self, budget: float | None = None) -> Backoff:
-        """The one retry policy (`retrying.Backoff`) with this stack's wait: a stage waits
-        AI_TWEETS_SERVICE_WAIT_SECONDS for a service, then fails and Airflow's retries take over."""
-        from ai_tweets.retrying import Backoff
-
-        return Backoff(budget=self.service_wait_seconds if budget is None else budget)
+    @property
+    def job_run_dir(self) -> Path:
+        """The pid files of the long-running jobs (`ai_tweets.jobs`), which the local stack
+        stops with itself."""
+        return self.data_dir / "run"
 
     @property
     def replay_folder(self) -> Path:
@@ -560,4 +563,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         spark_driver_memory=_optional(env, "SPARK_DRIVER_MEMORY") or "1g",
         spark_jars_dir=spark_jars_dir(env),
         spark_driver_java_options=spark_driver_java_options(env),
+        promotion_approval=_boolean(env, "PROMOTION_APPROVAL", "false"),
+        promotion_approval_hours=_whole_number(env, "PROMOTION_APPROVAL_HOURS", 24, 1, 24 * 30),
     )
