@@ -125,7 +125,8 @@ def main() -> int:
     args = parser.parse_args()
 
     base = {**environment(), "MODEL_NAME": f"bench-clf-{uuid.uuid4().hex[:6]}",
-            "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}"}
+            "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}",
+            "MODEL_SHADOW_URL": ""}  # no shadow scoring: the stack's challenger is another model
     settings = load_settings(base)
     print("training and serving a benchmark model …", flush=True)
     register_model(settings, seed=70)

@@ -104,7 +104,8 @@ def main() -> int:
     data_dir = ROOT / ".local" / "soak" / tag
     env = {**environment(ROOT / ".env"), "TWEETS_TOPIC": f"soak-{tag}", "RAW_TABLE_PREFIX": f"soak_{tag}",
            "DATA_DIR": str(data_dir), "MODEL_NAME": f"soak-{tag}",
-           "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}"}
+           "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}",
+           "MODEL_SHADOW_URL": ""}  # no shadow scoring: the stack's challenger is another model
     os.environ.update(env)  # the jobs module reads the settings from the environment, as in Airflow
     os.environ["PYTHONPATH"] = str(ROOT / "include")
     settings = load_settings(env)

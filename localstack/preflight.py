@@ -242,7 +242,7 @@ def check_ports(ctx: Context, services: list[Service]) -> list[Problem]:
             if port in owners:
                 problems.append(Problem(
                     f"{service.name} and {owners[port]} would both listen on port {port}",
-                    f"give {service.name} its own port in .env ({service.port_setting})"))
+                    f"give {service.name} its own port in .env ({_setting_of(ctx, service, port)})"))
             owners[port] = service.name
     for service in services:
         if ctx.running_pid(service.name):
@@ -251,18 +251,26 @@ def check_ports(ctx: Context, services: list[Service]) -> list[Problem]:
             if port_open(port):
                 problems.append(Problem(
                     f"port {port} is in use{_holder(port)}; {service.name} needs it "
-                    f"({service.port_setting} in .env)",
+                    f"({_setting_of(ctx, service, port)} in .env)",
                     f"stop that program, or give {service.name} a free port in .env: "
-                    f"{_suggest(ctx, service, owners)}"))
+                    f"{_suggest(ctx, service, owners, _setting_of(ctx, service, port))}"))
                 break
     return problems
 
 
-def _suggest(ctx: Context, service: Service, taken: dict[int, str]) -> str:
-    """The setting with the first port from which all of the service's ports are free."""
-    setting = service.port_setting
+def _setting_of(ctx: Context, service: Service, port: int) -> str:
+    """The setting that names `port` of the service (its main setting, unless another one does)."""
+    return next((setting for setting in service.own_port_settings
+                 if ctx.env.get(setting) and ctx.port_of(setting) == port), service.port_setting)
+
+
+def _suggest(ctx: Context, service: Service, taken: dict[int, str], setting: str | None = None) -> str:
+    """The setting with the first port from which all of the ports it sets are free."""
+    setting = setting or service.port_setting
     base = ctx.port_of(setting)
-    offsets = [port - base for port in service.ports(ctx)]
+    others = {ctx.port_of(other) for other in service.own_port_settings if ctx.env.get(other)}
+    offsets = [0] if setting in service.own_port_settings else \
+        [port - base for port in service.ports(ctx) if port not in others]
     for candidate in range(base + 100, min(base + 2000, 65000), 100):
         ports = [candidate + offset for offset in offsets]
         if not any(port in taken or port_open(port) or not _bindable(port) for port in ports):

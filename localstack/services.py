@@ -55,6 +55,7 @@ class Service:
     url: Callable[[Context], str] = lambda ctx: ""
     ports: Callable[[Context], list[int]] = lambda ctx: []
     port_setting: str = ""
+    own_port_settings: tuple[str, ...] = ()  # further settings that each name one port of the service
     env: Callable[[Context], dict[str, str]] = lambda ctx: ctx.base_env()
     installs: tuple[Step, ...] = ()
     prepare: Callable[[Context], None] | None = None
@@ -797,7 +798,7 @@ def _airflow(command: str, *args: str) -> Callable[[Context], list[str]]:
     return lambda ctx: [str(ctx.pipeline_venv / "bin" / "airflow"), command, *args]
 
 
-# --- Model serving (the champion, following the alias) ---------------------------------
+# --- Model serving (the champion, following the alias; the challenger beside it) ----------
 
 
 def _serving_state(ctx: Context) -> Path:
@@ -866,8 +867,10 @@ SERVICES: list[Service] = [
                           "--state-file", str(_serving_state(ctx))],
         healthy=_serving_healthy,
         url=lambda ctx: ctx.settings.model_serving_url,
-        ports=lambda ctx: [ctx.port_of("MODEL_SERVING_URL")],
+        ports=lambda ctx: [ctx.port_of(setting) for setting in ("MODEL_SERVING_URL", "MODEL_SHADOW_URL")
+                           if ctx.env.get(setting, "").strip()],  # the challenger's too, with shadow scoring
         port_setting="MODEL_SERVING_URL",
+        own_port_settings=("MODEL_SHADOW_URL",),
     ),
     Service(
         name="label-studio",

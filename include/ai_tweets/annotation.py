@@ -251,7 +251,7 @@ class Gold:
     labeled_at: datetime
 
 
-def _get(item: Any, name: str) -> Any:
+def field_of(item: Any, name: str) -> Any:
     return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
 
 
@@ -261,17 +261,17 @@ def _timestamp(value: Any) -> datetime:
 
 def annotation_label(annotation: Any) -> int | None:
     """AI/NOT_AI of a submitted annotation, None if it holds no known choice."""
-    for region in _get(annotation, "result") or []:
-        if _get(region, "from_name") == FROM_NAME and _get(region, "type") == "choices":
-            choices = (_get(region, "value") or {}).get("choices") or []
+    for region in field_of(annotation, "result") or []:
+        if field_of(region, "from_name") == FROM_NAME and field_of(region, "type") == "choices":
+            choices = (field_of(region, "value") or {}).get("choices") or []
             if len(choices) == 1 and choices[0] in LABELS:
                 return LABELS[choices[0]]
     return None
 
 
 def _annotator(annotation: Any, annotators: Mapping[int, str]) -> str:
-    who = _get(annotation, "completed_by")
-    who = _get(who, "id") if isinstance(who, Mapping) else who
+    who = field_of(annotation, "completed_by")
+    who = field_of(who, "id") if isinstance(who, Mapping) else who
     return annotators.get(who, str(who))
 
 
@@ -280,14 +280,14 @@ def gold_from_annotations(annotations: Iterable[Any], annotators: Mapping[int, s
     """The latest (by update time) submitted, not skipped annotation with a choice; None if
     there is none (no annotation yet, or only skips). With `counted` (LABEL_STUDIO_ANNOTATORS),
     only the annotations of those users (by e-mail) count; anyone else's are ignored."""
-    submitted = [a for a in annotations if not _get(a, "was_cancelled") and annotation_label(a) is not None
+    submitted = [a for a in annotations if not field_of(a, "was_cancelled") and annotation_label(a) is not None
                  and (not counted or _annotator(a, annotators).lower() in counted)]
     if not submitted:
         return None
-    latest = max(submitted, key=lambda a: (_timestamp(_get(a, "updated_at") or _get(a, "created_at")),
-                                           _get(a, "id") or 0))
+    latest = max(submitted, key=lambda a: (_timestamp(field_of(a, "updated_at") or field_of(a, "created_at")),
+                                           field_of(a, "id") or 0))
     return Gold(label=annotation_label(latest), labeled_by=_annotator(latest, annotators),
-                labeled_at=_timestamp(_get(latest, "updated_at") or _get(latest, "created_at")))
+                labeled_at=_timestamp(field_of(latest, "updated_at") or field_of(latest, "created_at")))
 
 
 # --- Postgres side ------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def _project_tasks(client: LabelStudio, project_id: int, fields: str = "task_onl
 
 def _task_tweet(task: Any) -> tuple[int, str] | None:
     """(tweet_id, split) from a task's data; None for tasks the pipeline did not create."""
-    data = _get(task, "data") or {}
+    data = field_of(task, "data") or {}
     try:
         tweet_id, split = int(data["tweet_id"]), data["split"]
     except (KeyError, TypeError, ValueError):
@@ -507,7 +507,7 @@ def pull_annotations(settings: Settings, *, title: str | None = None, wait: Back
     for task in _project_tasks(client, project_id, fields="all"):
         report["tasks"] += 1
         tweet = _task_tweet(task)
-        annotations = _get(task, "annotations") or []
+        annotations = field_of(task, "annotations") or []
         gold = gold_from_annotations(annotations, annotators, settings.label_studio_annotators)
         if gold is None and any(gold_from_annotations([a], annotators) for a in annotations):
             report["ignored"] += 1  # labeled, but by no one LABEL_STUDIO_ANNOTATORS lists

@@ -12,6 +12,10 @@ Each Kafka partition of a micro-batch is handled in a Spark Python worker, in th
 3. write, in one transaction: AI tweets, their links, and the retweet decisions;
 4. after the commit, the process's one long-lived `Retweeter` sends the decided retweets.
    Whatever X answers is recorded; an X error never fails a batch.
+
+With shadow scoring (MODEL_SHADOW_URL), step 2 also sends the texts to the challenger, at the
+same time; its scores are compared with the champion's and recorded (`ai_tweets.shadow`), and
+decide nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import psycopg
 
-from ai_tweets import storage
+from ai_tweets import shadow, storage
 from ai_tweets.retrying import STREAM_WAIT_SECONDS, Backoff, retry_call
 from ai_tweets.retweet import Candidate, Retweeter, RetweetPolicy, RetweetResult
 from ai_tweets.schema import Tweet
@@ -36,6 +40,7 @@ from ai_tweets.stream import BatchStats, Message, Prepared, StreamJob, StreamOpt
 from ai_tweets.tables import (
     AI_COLUMNS,
     AI_TWEETS_TABLE,
+    BATCH_COLUMNS,
     BATCHES_TABLE,
     CLASSIFY_TABLES,
     TWEET_URLS_TABLE,
@@ -174,6 +179,7 @@ class Scored:
     scored: int
     requests: int
     versions: frozenset[str]
+    shadow: shadow.Comparison | None = None  # the challenger's scores against the champion's
 
 
 
@@ -192,12 +198,18 @@ def process_retweeter(settings: Settings) -> Retweeter:
 
 def classify_job(settings: Settings, options: ClassifyOptions, query_name: str) -> StreamJob:
     def prepare(items: list[Item]) -> Prepared[Scored]:
-        scores, requests = score_texts([item.tweet.text for item in items], options, settings.model_serving_url)
+        texts = [item.tweet.text for item in items]
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the challenger scores while the champion does
+            shadowed = (pool.submit(shadow.score, settings.model_shadow_url, texts, options.request_batch_size)
+                        if settings.model_shadow_url and texts else None)
+            scores, requests = score_texts(texts, options, settings.model_serving_url)
+            compared = shadow.compare([(i.tweet.id, i.tweet.text, i.tweet.author_handle) for i in items], scores,
+                                      shadowed.result()) if shadowed else None
         refused = [item.message.quarantined(score) for item, score in zip(items, scores, strict=True)
                    if isinstance(score, str)]
         valid = [(item, score) for item, score in zip(items, scores, strict=True) if isinstance(score, Score)]
         return Prepared(Scored([(item, score) for item, score in valid if score.label == 1], len(valid), requests,
-                               frozenset(s.model_version for _, s in valid if s.model_version)), refused)
+                               frozenset(s.model_version for _, s in valid if s.model_version), compared), refused)
 
     def write(conn: psycopg.Connection, scored: Scored) -> Written:
         ai_rows = [(i.tweet.id, i.tweet.text, i.tweet.author_id, i.tweet.author_handle, i.tweet.created_at,
@@ -212,22 +224,32 @@ def classify_job(settings: Settings, options: ClassifyOptions, query_name: str) 
             decided = process_retweeter(settings).decide(
                 conn, [Candidate(i.tweet.id, i.tweet.author_handle, s.ai_probability, i.urls, i.tweet.text,
                                  s.model_version) for i, s in scored.ai])
-        return Written({"ai_rows": len(ai_rows), "requests": scored.requests}, decided, scored.versions)
+        shadow.write_examples(conn, scored.shadow)
+        return Written({"ai_rows": len(ai_rows), "requests": scored.requests,
+                        **(scored.shadow.statistics() if scored.shadow else {})}, decided,
+                       scored.versions | (scored.shadow.tags() if scored.shadow else frozenset()))
 
     def send_retweets(decided: list[RetweetResult]) -> None:
         if decided:
             process_retweeter(settings).send_after_commit(decided)
 
     def record_batch(stats: BatchStats) -> None:
-        in_transaction(settings, lambda conn: copy_upsert(
-            conn, BATCHES_TABLE, ("query_name", "batch_id", "rows_in", "ai_rows", "quarantined", "requests",
-                                  "model_versions", "latency_ms", "max_produce_to_row_ms"),
-            [(query_name, stats.batch_id, stats.messages, stats.statistics["ai_rows"], stats.quarantined,
-              stats.statistics["requests"], list(stats.tags), int(stats.seconds * 1000), stats.max_lag_ms)],
-            ("query_name", "batch_id")), f"writing to {BATCHES_TABLE}")
+        champion, _ = shadow.split_tags(stats.tags)
+        shadowed = shadow.batch_row(query_name, stats.batch_id, stats.tags, stats.statistics)
+
+        def write_log(conn: psycopg.Connection) -> None:
+            copy_upsert(conn, BATCHES_TABLE, BATCH_COLUMNS,
+                        [(query_name, stats.batch_id, stats.messages, stats.statistics["ai_rows"], stats.quarantined,
+                          stats.statistics["requests"], champion, int(stats.seconds * 1000), stats.max_lag_ms)],
+                        ("query_name", "batch_id"))
+            if shadowed is not None:
+                shadow.write_batch(conn, shadowed)
+
+        in_transaction(settings, write_log, f"writing to {BATCHES_TABLE}")
 
     return StreamJob(name=query_name, target=AI_TWEETS_TABLE, convert=to_item, prepare=prepare, write=write,
-                     statistics=("ai_rows", "requests"), after_commit=send_retweets, on_batch=record_batch)
+                     statistics=("ai_rows", "requests", *shadow.STATISTICS), after_commit=send_retweets,
+                     on_batch=record_batch)
 
 
 def query_name(settings: Settings) -> str:

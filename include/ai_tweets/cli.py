@@ -191,6 +191,14 @@ def _annotate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spot_check_command(args: argparse.Namespace) -> int:
+    from ai_tweets import spot_check
+
+    report = spot_check.push(args.size, args.model_version) if args.action == "push" else spot_check.pull()
+    print(f"spot-check {args.action}: " + ", ".join(f"{key} {value}" for key, value in report.items()))
+    return 0
+
+
 def _mlflow_accounts_command(_: argparse.Namespace) -> int:
     from ai_tweets.tracking import claim_pipeline_names, ensure_viewer
 
@@ -315,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "the weak labels', or at random")
     annotate.add_argument("--max-pending", type=int, help="push: top the queue up to N unlabeled tasks")
     annotate.set_defaults(handler=_annotate_command)
+
+    spot = commands.add_parser("spot-check", help="Label Studio: push a random sample of the accepted retweets "
+                                                  "for people to label, pull their labels and the precision")
+    spot.add_argument("action", choices=["push", "pull"])
+    spot.add_argument("--size", type=int, help="push: retweets to sample (default SPOT_CHECK_SIZE)")
+    spot.add_argument("--model-version", help="push: only the retweets this version called AI")
+    spot.set_defaults(handler=_spot_check_command)
 
     commands.add_parser("prune", help="delete quarantined messages, batch logs and recorded gaps past their "
                                       "retention").set_defaults(handler=_prune_command)

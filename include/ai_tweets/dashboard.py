@@ -28,7 +28,7 @@ import psycopg
 import requests
 
 from ai_tweets.storage import connect, ensure_tables
-from ai_tweets.tables import CLASSIFY_TABLES, LABEL_COUNTS, LEARNING_CURVE, MODEL_QUALITY
+from ai_tweets.tables import CLASSIFY_TABLES, LABEL_COUNTS, LEARNING_CURVE, MODEL_QUALITY, SPOT_CHECK_TABLES
 from stackbase.settings import (
     PROJECT_ROOT,
     STREAMINGDB_READER,
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 BUNDLE_DIR = PROJECT_ROOT / "superset" / "dashboard"
 DATABASE_FILE = "databases/streamingdb.yaml"
 # What the stages write for the dashboard: label counts, each trained version's quality, the learning curve.
-DASHBOARD_TABLES = (LABEL_COUNTS, MODEL_QUALITY, LEARNING_CURVE)
+DASHBOARD_TABLES = (LABEL_COUNTS, MODEL_QUALITY, LEARNING_CURVE, *SPOT_CHECK_TABLES)
 # One import per object type, in dependency order; Superset checks `type` in metadata.yaml.
 IMPORTS = (("database", "Database"), ("dataset", "SqlaTable"), ("chart", "Slice"), ("dashboard", "Dashboard"))
 
@@ -55,7 +55,7 @@ def prepare_sources(settings: Settings) -> None:
     """Every table the datasets read, created if missing, so that a dashboard provisioned before
     the pipeline ran shows empty charts, not errors. The stages fill them: classify its own
     tables, prepare and annotate `label_counts`, train `model_quality`, `make quality`
-    `learning_curve`."""
+    `learning_curve`, the spot-check `retweet_precision`."""
     with connect(settings) as conn:
         ensure_tables(conn, *CLASSIFY_TABLES, *DASHBOARD_TABLES)
 

@@ -35,7 +35,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import mlflow.pyfunc  # noqa: E402 - after these defaults
 
-from ai_tweets.tracking import CLASSIFIER_EXPERIMENT  # noqa: E402
+from ai_tweets.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS, CLASSIFIER_EXPERIMENT  # noqa: E402
 from stackbase import settings as settings_module  # noqa: E402
 from stackbase.errors import DeterministicError  # noqa: E402
 
@@ -47,8 +47,7 @@ if TYPE_CHECKING:
 TEXT_COLUMN = "text"
 PROBABILITY_COLUMN = "ai_probability"
 LABEL_COLUMN = "label"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+CHAMPION, CHALLENGER = CHAMPION_ALIAS, CHALLENGER_ALIAS  # the aliases' names live in `tracking`
 PREDICT_BATCH_ROWS = 4096  # rows per forward pass: bounds memory on large inputs
 DEFAULT_THRESHOLD = 0.5
 KERAS_ARTIFACT = "keras_model"

@@ -1,10 +1,13 @@
-"""How long the stream's own logs are kept: quarantined messages, the classify batch log and
-recorded Kafka gaps are deleted once older than their retention (0 keeps them for ever).
+"""How long the stream's own logs are kept: quarantined messages, the classify batch log, the
+shadow scoring's records and recorded Kafka gaps are deleted once older than their retention
+(0 keeps them for ever).
 
-    table               kept for                        column
-    ingest_quarantine   QUARANTINE_RETENTION_DAYS (30)  quarantined_at
-    stream_gaps         QUARANTINE_RETENTION_DAYS (30)  detected_at
-    classify_batches    BATCH_LOG_RETENTION_DAYS (30)   finished_at
+    table                 kept for                        column
+    ingest_quarantine     QUARANTINE_RETENTION_DAYS (30)  quarantined_at
+    stream_gaps           QUARANTINE_RETENTION_DAYS (30)  detected_at
+    classify_batches      BATCH_LOG_RETENTION_DAYS (30)   finished_at
+    shadow_batches        BATCH_LOG_RETENTION_DAYS (30)   finished_at
+    shadow_disagreements  BATCH_LOG_RETENTION_DAYS (30)   recorded_at
 
 Raw tables are datasets, one per version: they grow only while a capture runs and are kept
 until the version is dropped by hand (`DROP TABLE raw_tweet_dataset_<v>`, and its splits).
@@ -18,7 +21,14 @@ from __future__ import annotations
 from psycopg import sql
 
 from ai_tweets.storage import connect, table_exists
-from ai_tweets.tables import BATCHES_TABLE, GAPS_TABLE, QUARANTINE_TABLE, identifier
+from ai_tweets.tables import (
+    BATCHES_TABLE,
+    GAPS_TABLE,
+    QUARANTINE_TABLE,
+    SHADOW_BATCHES_TABLE,
+    SHADOW_DISAGREEMENTS_TABLE,
+    identifier,
+)
 from stackbase.settings import Settings
 
 
@@ -27,7 +37,9 @@ def retention(settings: Settings) -> list[tuple[str, str, int]]:
 
     return [(QUARANTINE_TABLE, "quarantined_at", settings.quarantine_retention_days),
             (GAPS_TABLE, "detected_at", settings.quarantine_retention_days),
-            (BATCHES_TABLE, "finished_at", settings.batch_log_retention_days)]
+            (BATCHES_TABLE, "finished_at", settings.batch_log_retention_days),
+            (SHADOW_BATCHES_TABLE, "finished_at", settings.batch_log_retention_days),
+            (SHADOW_DISAGREEMENTS_TABLE, "recorded_at", settings.batch_log_retention_days)]
 
 
 def prune(settings: Settings | None = None) -> dict[str, int]:

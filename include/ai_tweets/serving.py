@@ -12,6 +12,11 @@ the service_health DAG and the classify_stream DAG turn into a failure that says
 It is not tried again until the alias moves. The child gets `AI_TWEETS_MODEL_VERSION`, which
 the pyfunc returns with every prediction, so each classified row records the version that
 actually scored it. Until a champion exists the supervisor waits and says so.
+
+Shadow scoring (MODEL_SHADOW_URL set): a second supervisor, in the same process, serves the
+`challenger` alias the same way on MODEL_SHADOW_URL, while it is not also the champion; the
+classify job scores each batch with it too and records where the two disagree
+(`ai_tweets.shadow`). Its state file is the champion's with `-shadow` added to its name.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ai_tweets.model_files import UntrustedModel, verified_copy
+from ai_tweets.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS
 from stackbase import processes
 from stackbase.settings import MODEL_VERSION_ENV, Settings, process_environment
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ALIAS = "champion"
 REJECTED_TAG = "serving_rejected"
 # While nothing is served, the registry is asked this often for a first champion (a new stack's
 # first training is waited for by the demo and by the classify stream); then every poll_seconds.
@@ -48,18 +53,35 @@ SMOKE_TEXTS = ("New paper: a transformer model for protein folding https://arxiv
                "Great game last night, what a finish!", "", "😀 ‏עברית‏ emoji and right-to-left text")
 
 
-def champion_version(settings: Settings) -> str | None:
-    """The registered version the `champion` alias points at, or None if there is none yet."""
+def alias_version(settings: Settings, alias: str) -> str | None:
+    """The registered version `alias` points at, or None if it points nowhere yet."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient(settings.mlflow_uri())
     try:
-        return str(client.get_model_version_by_alias(settings.model_name, CHAMPION_ALIAS).version)
+        return str(client.get_model_version_by_alias(settings.model_name, alias).version)
     except MlflowException as exc:
         if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
             return None
         raise
+
+
+def champion_version(settings: Settings) -> str | None:
+    """The registered version the `champion` alias points at, or None if there is none yet."""
+    return alias_version(settings, CHAMPION_ALIAS)
+
+
+def shadow_version(settings: Settings) -> str | None:
+    """The `challenger` to score in the shadow of the champion; None if there is none, or if it
+    is the champion too (an approved challenger keeps its alias)."""
+    challenger = alias_version(settings, CHALLENGER_ALIAS)
+    return None if challenger is None or challenger == champion_version(settings) else challenger
+
+
+def shadow_state_file(state_file: Path | None) -> Path | None:
+    """The shadow supervisor's state file, beside the champion's."""
+    return state_file.with_name(f"{state_file.stem}-shadow{state_file.suffix}") if state_file else None
 
 
 @dataclass(frozen=True)
@@ -132,10 +154,18 @@ def _ping(url: str, timeout: float = 2.0) -> bool:
 
 
 class ServingSupervisor:
+    """Serves the version an alias points at: the champion on MODEL_SERVING_URL or, with
+    `shadow`, the challenger (`shadow_version`) on MODEL_SHADOW_URL."""
+
     def __init__(self, settings: Settings, state_file: Path | None = None, poll_seconds: float = 15.0,
-                 start_timeout: float = 180.0, bind: str | None = None):
+                 start_timeout: float = 180.0, bind: str | None = None, shadow: bool = False):
         self.settings = settings
-        parts = urlsplit(settings.model_serving_url)
+        self.shadow = shadow
+        self.role = "challenger (shadow)" if shadow else CHAMPION_ALIAS
+        url = settings.model_shadow_url if shadow else settings.model_serving_url
+        if url is None:
+            raise ValueError("shadow serving needs MODEL_SHADOW_URL")
+        parts = urlsplit(url)
         # Listens on `bind` (default: MODEL_SERVING_URL's host); checks itself on the loopback
         # when bound to every interface (a container: its network decides who reaches it).
         self.host, self.port = bind or parts.hostname or "127.0.0.1", parts.port or 5001
@@ -148,10 +178,14 @@ class ServingSupervisor:
         self.rejected: str | None = None  # the champion that failed its smoke test, not tried again
         self.models = Path(tempfile.mkdtemp(prefix="ai-tweets-serving-"))  # checked copies of the versions
 
+    def wanted(self) -> str | None:
+        """The version this supervisor should serve now (None: nothing)."""
+        return shadow_version(self.settings) if self.shadow else champion_version(self.settings)
+
     def _write_state(self, state: str, **extra) -> None:
         if self.state_file:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            self.state_file.write_text(json.dumps({"state": state, "version": self.version,
+            self.state_file.write_text(json.dumps({"state": state, "version": self.version, "role": self.role,
                                                    "model": self.settings.model_name, "pid": os.getpid(),
                                                    "updated": time.time(), **extra}))
 
@@ -188,7 +222,8 @@ class ServingSupervisor:
             raise RuntimeError(f"version {version} failed the smoke test: {exc}") from exc
 
     def _start(self, version: str) -> None:
-        log.info("serving %s version %s on %s:%d", self.settings.model_name, version, self.host, self.port)
+        log.info("serving %s version %s (%s) on %s:%d", self.settings.model_name, version, self.role, self.host,
+                 self.port)
         self.child = self._spawn(version, self.port)
         self.version = version
         self._write_state("starting")
@@ -210,7 +245,7 @@ class ServingSupervisor:
         """Keep the current version serving; report the rejected one (state file, log, model tag)."""
         self.rejected = version
         serving = self.child is not None and self.child.poll() is None
-        log.error("champion version %s rejected, %s: %s", version,
+        log.error("%s version %s rejected, %s: %s", self.role, version,
                   f"version {self.version} keeps serving" if serving else "nothing to serve", reason)
         self._write_state("serving" if serving else "waiting", rejected={"version": version, "reason": reason})
         try:
@@ -231,16 +266,19 @@ class ServingSupervisor:
         try:
             while not stop.is_set():
                 try:
-                    wanted = champion_version(self.settings)
+                    wanted = self.wanted()
                 except Exception as exc:  # registry down: keep serving what we have
-                    log.warning("cannot read the champion alias from MLflow (%s); retrying", exc)
+                    log.warning("cannot read the %s alias from MLflow (%s); retrying", self.role, exc)
                     wanted = self.version
                 running = self.child is not None and self.child.poll() is None
-                if wanted is None and self.child is None:
-                    self._write_state("waiting",
-                                      reason=f"no {CHAMPION_ALIAS} alias on {self.settings.model_name}")
+                if wanted is None and (self.child is None or self.shadow):
+                    if self.child is not None:  # a challenger promoted or gone: nothing to compare
+                        log.info("no %s to serve any more: stopping version %s", self.role, self.version)
+                        self._stop_child()
+                        self.version = None
+                    self._write_state("waiting", reason=f"no {self.role} of {self.settings.model_name} to serve")
                 elif running and wanted not in (self.version, self.rejected):
-                    log.info("champion moved from version %s to %s", self.version, wanted)
+                    log.info("%s moved from version %s to %s", self.role, self.version, wanted)
                     try:
                         self._try(wanted)
                     except RuntimeError as exc:
@@ -282,7 +320,18 @@ class ServingSupervisor:
 
 def serve(settings: Settings, state_file: Path | None = None, poll_seconds: float = 15.0,
           bind: str | None = None) -> None:
+    """The champion until SIGTERM or SIGINT; and the challenger beside it with MODEL_SHADOW_URL."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ServingSupervisor(settings, state_file, poll_seconds, bind=bind).run(stop)
+    shadow = None
+    if settings.model_shadow_url:
+        supervisor = ServingSupervisor(settings, shadow_state_file(state_file), poll_seconds, bind=bind, shadow=True)
+        shadow = threading.Thread(target=supervisor.run, args=(stop,), name="shadow-serving", daemon=True)
+        shadow.start()
+    try:
+        ServingSupervisor(settings, state_file, poll_seconds, bind=bind).run(stop)
+    finally:
+        stop.set()
+        if shadow is not None:
+            shadow.join(timeout=60)

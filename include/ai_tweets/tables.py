@@ -63,13 +63,26 @@ RETWEET_ACTIONS = ("pending", "retweeted", "would_retweet", "skipped", "failed",
                    "expired")
 _ACTIONS_ARRAY = "ARRAY[" + ", ".join(f"'{action}'::text" for action in RETWEET_ACTIONS) + "]"
 GAPS_TABLE = "stream_gaps"  # offsets that expired from Kafka unread, recorded by --on-data-loss record
+SHADOW_BATCHES_TABLE = "shadow_batches"  # per micro-batch: how often the challenger disagreed with the champion
+SHADOW_DISAGREEMENTS_TABLE = "shadow_disagreements"  # a sample of the tweets they disagreed on
+SPOT_CHECKS_TABLE = "spot_checks"  # accepted retweets sampled for people to label (the precision spot-check)
+RETWEET_PRECISION_TABLE = "retweet_precision"  # the spot-check's estimate per model version and over all
+SPOT_CHECK_TABLES = (SPOT_CHECKS_TABLE, RETWEET_PRECISION_TABLE)
+RETWEET_PRECISION_COLUMNS = ("model_version", "labeled", "found_ai", "precision", "low", "high")
 # What the classify stage writes (created before its workers run, and by the dashboard beforehand).
-CLASSIFY_TABLES = (QUARANTINE_TABLE, AI_TWEETS_TABLE, TWEET_URLS_TABLE, BATCHES_TABLE, RETWEETS_TABLE)
+CLASSIFY_TABLES = (QUARANTINE_TABLE, AI_TWEETS_TABLE, TWEET_URLS_TABLE, BATCHES_TABLE, RETWEETS_TABLE,
+                   SHADOW_BATCHES_TABLE, SHADOW_DISAGREEMENTS_TABLE)
 
 # The columns `classify` writes, in COPY order.
 AI_COLUMNS = ("tweet_id", "text", "author_id", "author_handle", "created_at", "ai_probability", "model_name",
               "model_version", "produced_at", "kafka_partition", "kafka_offset")
 URL_COLUMNS = ("tweet_id", "canonical_url", "url", "expanded_url", "domain", "is_twitter", "twitter_kind")
+BATCH_COLUMNS = ("query_name", "batch_id", "rows_in", "ai_rows", "quarantined", "requests", "model_versions",
+                 "latency_ms", "max_produce_to_row_ms")
+SHADOW_BATCH_COLUMNS = ("query_name", "batch_id", "champion_versions", "challenger_version", "scored",
+                        "champion_only", "challenger_only", "unscored")
+SHADOW_DISAGREEMENT_COLUMNS = ("tweet_id", "challenger_version", "champion_version", "champion_probability",
+                               "challenger_probability", "text", "author_handle")
 
 # --- the tables of a dataset version: names from settings -------------------------------------
 
@@ -288,6 +301,59 @@ DDL: dict[str, tuple[str, ...]] = {
                 ALTER TABLE retweets ADD CONSTRAINT retweets_action_check CHECK (action = ANY ({_ACTIONS_ARRAY}));
             END IF;
         END $$"""),
+    SHADOW_BATCHES_TABLE: ("""
+        CREATE TABLE IF NOT EXISTS shadow_batches (
+            query_name         text NOT NULL,
+            batch_id           bigint NOT NULL,
+            champion_versions  text[] NOT NULL,
+            challenger_version text NOT NULL,
+            scored             integer NOT NULL,  -- tweets both versions scored
+            champion_only      integer NOT NULL,  -- called AI by the champion alone
+            challenger_only    integer NOT NULL,  -- called AI by the challenger alone
+            unscored           integer NOT NULL,  -- tweets the challenger did not answer for
+            finished_at        timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (query_name, batch_id)
+        )""",
+        "CREATE INDEX IF NOT EXISTS shadow_batches_finished_idx ON shadow_batches (finished_at)"),
+    SHADOW_DISAGREEMENTS_TABLE: ("""
+        CREATE TABLE IF NOT EXISTS shadow_disagreements (
+            tweet_id               bigint NOT NULL,
+            challenger_version     text NOT NULL,
+            champion_version       text,
+            champion_probability   real NOT NULL CHECK (champion_probability BETWEEN 0 AND 1),
+            challenger_probability real NOT NULL CHECK (challenger_probability BETWEEN 0 AND 1),
+            text                   text NOT NULL,
+            author_handle          text,
+            recorded_at            timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (tweet_id, challenger_version)
+        )""",
+        "CREATE INDEX IF NOT EXISTS shadow_disagreements_recorded_idx ON shadow_disagreements (recorded_at)"),
+    SPOT_CHECKS_TABLE: (f"""
+        CREATE TABLE IF NOT EXISTS spot_checks (
+            tweet_id       bigint PRIMARY KEY,
+            action         text NOT NULL,  -- the retweet decision when it was sampled
+            ai_probability double precision,
+            model_version  text,  -- the version that called it AI
+            text           text NOT NULL,
+            author_handle  text,
+            links          text[] NOT NULL,
+            sampled_at     timestamptz NOT NULL DEFAULT now(),
+            task_id        bigint,  -- its task in the Label Studio project "Retweet spot-check"
+            pushed_at      timestamptz,
+            label          smallint CHECK (label IN ({NOT_AI}, {AI})),  -- what a person said
+            labeled_by     text,
+            labeled_at     timestamptz
+        )""",),
+    RETWEET_PRECISION_TABLE: ("""
+        CREATE TABLE IF NOT EXISTS retweet_precision (
+            model_version  text,  -- NULL: over every version
+            labeled        integer NOT NULL,
+            found_ai       integer NOT NULL,
+            precision      double precision NOT NULL,
+            low            double precision NOT NULL,  -- the 95 % Wilson score interval
+            high           double precision NOT NULL,
+            computed_at    timestamptz NOT NULL DEFAULT now()
+        )""",),
     GAPS_TABLE: ("""
         CREATE TABLE IF NOT EXISTS stream_gaps (
             query_name      text NOT NULL,

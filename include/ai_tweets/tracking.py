@@ -20,6 +20,10 @@ import urllib.request
 from stackbase.settings import Settings
 
 VIEWER = "viewer"
+# The registered model's aliases: the version that decides (served, and scoring the stream),
+# and the last one trained that did not replace it (scored in its shadow, awaiting approval).
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
 # The pipeline's MLflow experiments: training runs (and the registered models' files), the
 # LabelModel fits, `make quality`'s figures.
 CLASSIFIER_EXPERIMENT = "ai-tweet-classifier"

@@ -12,6 +12,7 @@ from pathlib import Path
 from ai_tweets.generator import generate
 from ai_tweets.model_files import record_version
 from ai_tweets.schema import normalize
+from ai_tweets.serving import shadow_state_file
 from ai_tweets_devkit.env import python_env
 from stackbase import processes
 from stackbase.settings import Settings
@@ -24,7 +25,8 @@ def generated_texts(count: int, seed: int) -> tuple[list[str], list[int]]:
 
 def register_model(settings: Settings, seed: int, epochs: int = 3, champion: bool = True) -> str:
     """Train on generated tweets with their true labels, register, and (by default) make it
-    the champion whatever its score; returns the version."""
+    the champion whatever its score; returns the version. (Seeds 31 with 3 epochs and 32 with
+    1 disagree on 128 of 3,000 tweets generated with seed 43.)"""
     from mlflow import MlflowClient
 
     from ai_tweets import model
@@ -60,21 +62,23 @@ class ModelServer:
              "--poll-seconds", "2"], env=python_env(**self.env), detached=True)
         self.wait_for(wait_for, timeout=timeout)
 
-    def state(self) -> dict:
+    def state(self, shadow: bool = False) -> dict:
+        """The champion's serving state, or with `shadow` the challenger's (MODEL_SHADOW_URL)."""
         try:
-            return json.loads(self.state_file.read_text())
+            return json.loads((shadow_state_file(self.state_file) if shadow else self.state_file).read_text())
         except (OSError, ValueError):
             return {}
 
-    def wait_for(self, state: str, version: str | None = None, timeout: float = 180) -> dict:
+    def wait_for(self, state: str, version: str | None = None, timeout: float = 180, shadow: bool = False) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            current = self.state()
+            current = self.state(shadow)
             if current.get("state") == state and (version is None or current.get("version") == version):
                 return current
             assert self.process.poll() is None, "the model server exited"
             time.sleep(0.5)
-        raise AssertionError(f"model server not {state} (version {version}) in {timeout} s: {self.state()}")
+        raise AssertionError(f"model server{' (shadow)' if shadow else ''} not {state} (version {version}) in "
+                             f"{timeout} s: {self.state(shadow)}")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -182,6 +182,10 @@ class Settings:
     # PROMOTION_APPROVAL_HOURS; unanswered, the champion stays.
     promotion_approval: bool = False
     promotion_approval_hours: int = 24
+    # Shadow scoring: model serving also serves the `challenger` here, and the classify job
+    # scores each batch with it too (recorded, never acted on). None: no shadow scoring.
+    model_shadow_url: str | None = None
+    spot_check_size: int = 20  # accepted retweets sampled per spot-check run for people to label
 
     def mlflow_uri(self) -> str:
         """MLFLOW_TRACKING_URI for an MLflow client, with the pipeline's login put where MLflow's
@@ -565,4 +569,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: str | int |
         spark_driver_java_options=spark_driver_java_options(env),
         promotion_approval=_boolean(env, "PROMOTION_APPROVAL", "false"),
         promotion_approval_hours=_whole_number(env, "PROMOTION_APPROVAL_HOURS", 24, 1, 24 * 30),
+        model_shadow_url=_http_url(env, "MODEL_SHADOW_URL") if _optional(env, "MODEL_SHADOW_URL") else None,
+        spot_check_size=_whole_number(env, "SPOT_CHECK_SIZE", 20, 0, 10_000),
     )

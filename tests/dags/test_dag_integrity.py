@@ -77,11 +77,12 @@ def _timetables(report: dict) -> dict[str, str]:
 def test_timed_schedules_run_beside_the_asset_triggers_unless_held(report, tmp_path):
     timed = _timetables(report)
     assert timed["annotate"] == timed["classify_stream"] == "AssetOrTimeSchedule"
-    assert timed["service_health"] == timed["review_retweets"] == "CronTriggerTimetable"
+    assert timed["service_health"] == timed["review_retweets"] == timed["spot_check_retweets"] == \
+        "CronTriggerTimetable"
     held = _timetables(_probe(tmp_path, AI_TWEETS_TIMED_SCHEDULES="off"))
     assert held["annotate"] == held["classify_stream"] == "AssetTriggeredTimetable"
-    assert held["service_health"] == held["review_retweets"] == "NullTimetable"
-    changing = ("annotate", "classify_stream", "service_health", "review_retweets")
+    assert held["service_health"] == held["review_retweets"] == held["spot_check_retweets"] == "NullTimetable"
+    changing = ("annotate", "classify_stream", "service_health", "review_retweets", "spot_check_retweets")
     assert {dag: kind for dag, kind in held.items() if dag not in changing} \
         == {dag: kind for dag, kind in timed.items() if dag not in changing}
 

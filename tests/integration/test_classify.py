@@ -35,7 +35,8 @@ def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("classify")
     base = Isolated.create(tmp)
     env = {**base.env, "MODEL_NAME": f"test-clf-{uuid.uuid4().hex[:8]}",
-           "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}"}
+           "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}",
+           "MODEL_SHADOW_URL": ""}  # no shadow scoring: the stack's challenger is another model
     settings = load_settings(env)
     version = register_model(settings, seed=31)
     server = ModelServer(env, tmp / "serving.json")

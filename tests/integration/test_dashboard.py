@@ -17,7 +17,16 @@ from capture_helpers import ROOT
 from ai_tweets.classify import ensure_tables
 from ai_tweets.dashboard import chart_data, login, provision_dashboard
 from ai_tweets.storage import connect, copy_upsert
-from ai_tweets.tables import AI_TWEETS_TABLE, BATCHES_TABLE, TWEET_URLS_TABLE
+from ai_tweets.tables import (
+    AI_TWEETS_TABLE,
+    BATCH_COLUMNS,
+    BATCHES_TABLE,
+    SHADOW_BATCH_COLUMNS,
+    SHADOW_BATCHES_TABLE,
+    SHADOW_DISAGREEMENT_COLUMNS,
+    SHADOW_DISAGREEMENTS_TABLE,
+    TWEET_URLS_TABLE,
+)
 from stackbase.settings import environment
 
 pytestmark = pytest.mark.usefixtures("local_stack")
@@ -26,11 +35,16 @@ SCREENSHOT = ROOT / ".local" / "screenshots" / "superset_dashboard.png"
 LABEL_COUNTS, MODEL_QUALITY, LEARNING_CURVE = ("Label counts: weak vs gold", "Model quality: gold vs weak labels",
                                                "Learning curve (latest make quality)")
 DECISIONS, LATEST_DECISIONS = "Retweet decisions", "Latest retweet decisions"
+SHADOW_RATE, SHADOW_EXAMPLES = "Shadow disagreement rate", "Latest shadow disagreements"
+SPOT_CHECK = "Retweet precision (spot-check)"
 CHARTS = {"AI tweets per minute", "Share of AI tweets", "Top domains", "Top URLs", "Latest AI tweets",
           "Model version in use", "Batch latency", LABEL_COUNTS, MODEL_QUALITY, LEARNING_CURVE, DECISIONS,
-          LATEST_DECISIONS}
+          LATEST_DECISIONS, SHADOW_RATE, SHADOW_EXAMPLES, SPOT_CHECK}
 DATASETS = ("ai_tweets", "classify_batches", "tweet_urls", "latest_ai_tweets", "label_counts", "model_quality",
-            "latest_learning_curve", "retweet_decisions")
+            "latest_learning_curve", "retweet_decisions", "shadow_batches", "shadow_disagreements",
+            "retweet_precision")
+# Shadow scoring of the seeded batches: (scored, champion_only, challenger_only) per batch
+SEEDED_SHADOW = [(100, 2, 3), (100, 1, 1), (100, 0, 4)]
 # Retweet decisions of three seeded tweets: (action, reason, reviewed_by)
 SEEDED_DECISIONS = [("would_retweet", "eligible: example-ai-0.org", None),
                     ("rejected", "rejected by dana", "dana"),
@@ -92,9 +106,13 @@ def seeded(settings, test_model, provisioned):
                                             "kafka_partition", "kafka_offset"), tweets, ("tweet_id",))
         copy_upsert(conn, TWEET_URLS_TABLE, ("tweet_id", "canonical_url", "url", "expanded_url", "domain",
                                              "is_twitter", "twitter_kind"), links, ("tweet_id", "canonical_url"))
-        copy_upsert(conn, BATCHES_TABLE, ("query_name", "batch_id", "rows_in", "ai_rows", "quarantined",
-                                          "requests", "model_versions", "latency_ms", "max_produce_to_row_ms"),
-                    batches, ("query_name", "batch_id"))
+        copy_upsert(conn, BATCHES_TABLE, BATCH_COLUMNS, batches, ("query_name", "batch_id"))
+        copy_upsert(conn, SHADOW_BATCHES_TABLE, SHADOW_BATCH_COLUMNS,
+                    [(query_name, n, ["test"], "test-challenger", *counts, 0)
+                     for n, counts in enumerate(SEEDED_SHADOW)], ("query_name", "batch_id"))
+        copy_upsert(conn, SHADOW_DISAGREEMENTS_TABLE, SHADOW_DISAGREEMENT_COLUMNS,
+                    [(tweet_id, "test-challenger", "test", 0.2, 0.9, tweet[1], tweet[3])
+                     for tweet_id, tweet in zip(ids[:2], tweets, strict=False)], ("tweet_id", "challenger_version"))
         # The dashboard's provisioning created these tables; the stages are what write them.
         with conn.cursor() as cursor:
             cursor.executemany("INSERT INTO label_counts (dataset_version, split, label_source, label, tweets) "
@@ -108,6 +126,8 @@ def seeded(settings, test_model, provisioned):
                 "INSERT INTO learning_curve (run_id, run_at, strategy, round, gold_labels, model_version, champion, "
                 "f1_all, precision_all, recall_all, f1_sure) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 curve)
+            cursor.execute("INSERT INTO retweet_precision (model_version, labeled, found_ai, precision, low, high) "
+                           "VALUES (%s, 40, 34, 0.85, 0.709, 0.929)", (test_model.model_name,))
             cursor.executemany(
                 "INSERT INTO retweets (tweet_id, action, reason, reviewed_by, dry_run, ai_probability, domains) "
                 "VALUES (%s, %s, %s, %s, true, 0.9, '{}') ON CONFLICT (tweet_id) DO NOTHING",
@@ -117,6 +137,9 @@ def seeded(settings, test_model, provisioned):
         conn.execute("DELETE FROM ai_tweets WHERE tweet_id = ANY(%s)", (ids,))  # tweet_urls cascade
         conn.execute("DELETE FROM retweets WHERE tweet_id = ANY(%s)", (ids,))
         conn.execute("DELETE FROM classify_batches WHERE query_name = %s", (query_name,))
+        conn.execute("DELETE FROM shadow_batches WHERE query_name = %s", (query_name,))
+        conn.execute("DELETE FROM shadow_disagreements WHERE challenger_version = 'test-challenger'")
+        conn.execute("DELETE FROM retweet_precision WHERE model_version = %s", (test_model.model_name,))
         conn.execute("DELETE FROM label_counts WHERE dataset_version = %s", (version,))
         conn.execute("DELETE FROM model_quality WHERE model_name IN (%s, %s)",
                      (test_model.model_name, f"{test_model.model_name}-other"))
@@ -169,6 +192,16 @@ def test_every_chart_query_returns_rows(test_model, seeded):
     latest = {row["text"]: (row["action"], row["reviewed_by"], row["reason"]) for row in data[LATEST_DECISIONS]}
     seeded_text = "Fine-tuning a small LLM, notes 1: https://example-ai-1.org/post/1"
     assert latest.get(seeded_text) == ("rejected", "dana", "rejected by dana")
+    # Shadow scoring: a disagreement rate per minute, and the seeded disagreements with both probabilities.
+    rates = [row["disagreement_rate"] for row in data[SHADOW_RATE]]
+    assert rates and all(0 <= rate <= 1 for rate in rates) and any(rate > 0 for rate in rates)
+    shown = {row["text"]: (row["champion_probability"], row["challenger_probability"])
+             for row in data[SHADOW_EXAMPLES] if row["challenger_version"] == "test-challenger"}
+    spot = [(row["labeled"], row["found_ai"], row["precision"], row["low"], row["high"])
+            for row in data[SPOT_CHECK] if row["model_version"] == test_model.model_name]
+    assert spot == [(40, 34, 0.85, 0.709, 0.929)]
+    assert shown == {"Fine-tuning a small LLM, notes 0: https://example-ai-0.org/post/0": pytest.approx((0.2, 0.9)),
+                     seeded_text: pytest.approx((0.2, 0.9))}
 
 
 def test_screenshot_of_the_dashboard(settings, provisioned, seeded, tmp_path):

@@ -35,7 +35,8 @@ def served(local_stack, tmp_path_factory):
     """A model of this module's own, the champion, served on a port of its own."""
     tmp = tmp_path_factory.mktemp("reliability-classify")
     env = {**Isolated.create(tmp).env, "MODEL_NAME": f"test-rel-{uuid.uuid4().hex[:8]}",
-           "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}"}
+           "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}",
+           "MODEL_SHADOW_URL": ""}  # no shadow scoring: the stack's challenger is another model
     version = register_model(load_settings(env), seed=61)
     server = ModelServer(env, tmp / "serving.json")
     server.start()

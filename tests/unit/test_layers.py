@@ -15,12 +15,13 @@ LAYERS: dict[str, set[str]] = {
     "foundation": {"__init__", "retrying", "tables", "schema", "urls", "markup", "vocabulary", "generator", "assets"},
     "services": {"storage", "kafka", "x_api", "airflow_api", "serving", "spark", "tracking", "model_files"},
     "blocks": {"stream", "health", "sources", "dataset", "labeling", "label_model", "model", "precision"},
-    "stages": {"capture", "ingest", "prepare", "annotation", "train", "promotion", "classify", "retweet", "review",
-               "retention", "dashboard"},
+    "stages": {"capture", "ingest", "prepare", "annotation", "train", "promotion", "classify", "retweet", "shadow",
+               "review", "spot_check", "retention", "dashboard"},
     "orchestration": {"jobs", "demo", "quality", "dag_support", "cli"},
 }
 # Stages talk through tables and Assets, not each other's code; the one part a stage owns:
-STAGE_PARTS = {("classify", "retweet"), ("review", "retweet")}
+STAGE_PARTS = {("classify", "retweet"), ("classify", "shadow"), ("review", "retweet"),
+               ("spot_check", "annotation")}  # the spot-check asks people the annotate stage's way
 
 
 def _imports(module: Path) -> set[str]:

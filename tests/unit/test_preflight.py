@@ -36,7 +36,8 @@ def checkout(tmp_path, monkeypatch) -> Path:
         shutil.copy(ROOT / name, root / name)
     ports = {"STREAMINGDB_URL": "postgresql://streaming@127.0.0.1:{}/streamingdb",
              "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:{}", "MLFLOW_TRACKING_URI": "http://127.0.0.1:{}",
-             "MODEL_SERVING_URL": "http://127.0.0.1:{}", "LABEL_STUDIO_URL": "http://127.0.0.1:{}",
+             "MODEL_SERVING_URL": "http://127.0.0.1:{}", "MODEL_SHADOW_URL": "http://127.0.0.1:{}",
+             "LABEL_STUDIO_URL": "http://127.0.0.1:{}",
              "AIRFLOW_URL": "http://127.0.0.1:{}", "SUPERSET_URL": "http://127.0.0.1:{}"}
     lines, taken = [], set()
     for line in (ROOT / ".env.example").read_text().splitlines():
@@ -134,6 +135,19 @@ def test_a_busy_port_names_its_setting_its_holder_and_a_free_replacement(checkou
     assert "mlflow needs it (MLFLOW_TRACKING_URI in .env)" in problem.what
     suggested = _port(problem.fix.rsplit("MLFLOW_TRACKING_URI=", 1)[1])
     assert suggested != mlflow and not preflight.port_open(suggested)
+
+
+def test_a_busy_shadow_port_names_the_shadow_setting(checkout):
+    shadow = _port(_env_value(checkout, "MODEL_SHADOW_URL"))
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", shadow))
+        other.listen()
+        problems = preflight.check(checkout, SERVICES)
+    assert len(problems) == 1, preflight.report(problems, 0)
+    assert f"port {shadow} is in use" in problems[0].what
+    assert "model-serving needs it (MODEL_SHADOW_URL in .env)" in problems[0].what
+    suggested = _port(problems[0].fix.rsplit("MODEL_SHADOW_URL=", 1)[1])
+    assert suggested == shadow + 100, problems[0].fix
 
 
 def test_ports_of_this_checkouts_running_services_are_not_problems(checkout):
