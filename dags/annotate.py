@@ -7,7 +7,8 @@ v{version}" back into `gold_label` (who and when; skips stay NULL; edits update;
 then **push** tops the queue up with the most uncertain unlabeled tweets of every split, a
 quarter of them from test so that models are judged on gold labels (`strategy` model: the
 champion's probability nearest its threshold, weak until there is a champion; weak:
-|weak_prob - 0.5|; random), each with the weak label as a pre-annotation, never a tweet twice.
+|weak_prob - 0.5|; random; disagreement: what the champion and the challenger, or the weak
+labels, label differently first), each with the weak label as a pre-annotation, never a tweet twice.
 The Label Studio project carries the labeling guide as its instructions. **announce** emits the `gold_labels`
 Asset only when new or changed gold labels arrived, so training follows. Label Studio down:
 the tasks fail with a clear message and retry. Logic: `ai_tweets.annotation`.
@@ -18,7 +19,7 @@ from datetime import timedelta
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from ai_tweets.annotation import pull, push
+from ai_tweets.annotation import STRATEGIES, pull, push
 from ai_tweets.assets import DATASET_SPLITS, GOLD_LABELS
 from ai_tweets.dag_support import assets_or_every, dataset_params, from_trigger, pipeline_dag, stage_task
 
@@ -33,7 +34,7 @@ from ai_tweets.dag_support import assets_or_every, dataset_params, from_trigger,
         params={
             **dataset_params(),
             "batch_size": Param(100, type="integer", minimum=0),
-            "strategy": Param("model", type="string", enum=["model", "weak", "random"]),
+            "strategy": Param("model", type="string", enum=list(STRATEGIES)),
             "max_pending": Param(200, type=["null", "integer"], minimum=0,
                                  description="top the queue up to at most this many unlabeled tasks (null: no cap)"),
         },

@@ -7,7 +7,10 @@
   label's probability closest to 0.5; `random`: a fixed pseudo-random order over all splits, the control of
   `make quality`), become tasks with the weak label as a pre-annotation whose `score` is the
   uncertainty (sort the Data Manager by it, descending: the community edition has no
-  uncertainty sampling of its own). A share of each batch (`test_share`, 25%) comes from the
+  uncertainty sampling of its own). Strategy `disagreement` pushes first the tweets two
+  judges label differently, most apart first: the champion and the challenger (or another
+  version given), or, without a second version, the champion and the weak labels; the
+  score is then how far apart their probabilities are. A share of each batch (`test_share`, 25%) comes from the
   test split, so that the gold labels that judge the champion grow with the labeling.
 - `pull_annotations`: the latest submitted annotation of each task becomes `gold_label`, with
   who and when; skips leave it NULL; a second pull writes nothing.
@@ -51,7 +54,7 @@ log = logging.getLogger(__name__)
 LABEL_CONFIG_FILE = PROJECT_ROOT / "label_studio" / "ai_tweet.xml"
 LABELING_GUIDE_FILE = PROJECT_ROOT / "label_studio" / "LABELING_GUIDE.md"
 PUSH_SPLITS = SPLITS  # every split: annotations in test judge models, the others teach them
-STRATEGIES = ("model", "weak", "random")
+STRATEGIES = ("model", "weak", "random", "disagreement")
 TEST_SHARE = 0.25  # of each push batch, from the test split
 CHOICES = {AI: "AI", NOT_AI: "Not AI"}  # gold/weak label value → Choice value in the interface
 LABELS = {choice: label for label, choice in CHOICES.items()}
@@ -222,9 +225,10 @@ def _choice(label: int) -> dict:
 
 
 def task_payload(candidate: Candidate, probability: float | None, model_version: str,
-                 model_probability: float | None = None, threshold: float = 0.5) -> dict:
+                 model_probability: float | None = None, threshold: float = 0.5, score: float | None = None) -> dict:
     """One Label Studio task: the tweet's data and the weak label as a prediction whose score is
-    the uncertainty of `probability` (the one the tweet was picked by) around `threshold`."""
+    `score` if given (a disagreement), else the uncertainty of `probability` (the one the tweet
+    was picked by) around `threshold`."""
     c = candidate
     links = [u.get("expanded_url") or u.get("url") for u in c.urls if u.get("expanded_url") or u.get("url")]
     weak = ("none (no labeling function fired)" if c.weak_label not in CHOICES
@@ -240,8 +244,9 @@ def task_payload(candidate: Candidate, probability: float | None, model_version:
         "weak_label": c.weak_label, "weak_prob": c.weak_prob, "weak": line,
     }
     result = [_choice(c.weak_label)] if c.weak_label in CHOICES else []
+    priority = uncertainty(probability, threshold) if score is None else score
     return {"data": data, "predictions": [{"model_version": model_version, "result": result,
-                                           "score": round(uncertainty(probability, threshold), 6)}]}
+                                           "score": round(priority, 6)}]}
 
 
 @dataclass(frozen=True)
@@ -398,13 +403,15 @@ def _model_scores(settings: Settings, texts: Sequence[str], model_uri: str | Non
 def push_uncertain_tasks(settings: Settings, splits: Sequence[str] = PUSH_SPLITS, batch_size: int = 100,
                          strategy: str = "model", max_pending: int | None = None, *, title: str | None = None,
                          wait: Backoff | None = None, model_uri: str | None = None, test_share: float = TEST_SHARE,
-                         model_pool: int = 20_000) -> dict:
+                         model_pool: int = 20_000, other_uri: str | None = None) -> dict:
     """Push up to `batch_size` unlabeled tweets, most uncertain first, as Label Studio tasks.
 
     `strategy` "model" scores up to `model_pool` candidates (in a seeded order over all splits) with
     `model_uri` (default: the champion) and ranks them by closeness to that model's threshold,
     "weak" if there is no model yet; "weak" ranks by |weak_prob - 0.5|; "random" takes them in
-    that seeded order (the md5 of the tweet id, unrelated to which split a tweet is in).
+    that seeded order (the md5 of the tweet id, unrelated to which split a tweet is in);
+    "disagreement" ranks the same pool by how `model_uri` (default: the champion) and `other_uri`
+    (default: the challenger; without one, the weak labels) disagree (`most_disagreed`).
     `test_share` of the batch comes from the test split (less if it has too few candidates).
     `max_pending` tops the queue up to at most that many tasks nobody has labeled or skipped yet.
     """
@@ -432,12 +439,13 @@ def push_uncertain_tasks(settings: Settings, splits: Sequence[str] = PUSH_SPLITS
             pending = sum(1 for t in tasks if not t.total_annotations and not t.cancelled_annotations)
             room = batch_size if max_pending is None else max(0, min(batch_size, max_pending - pending))
             report["pending_before"] = pending
-            chosen = _choose(conn, settings, tables, room, strategy, model_uri, test_share, model_pool, report)
+            chosen = _choose(conn, settings, tables, room, strategy, model_uri, test_share, model_pool, report,
+                             other_uri)
             report["pushed_test"] = sum(1 for pick in chosen if pick.candidate.split == "test")
             for start in range(0, len(chosen), IMPORT_CHUNK):
                 chunk = chosen[start:start + IMPORT_CHUNK]
                 payloads = [task_payload(pick.candidate, pick.probability, model_version, pick.model_probability,
-                                         pick.threshold) for pick in chunk]
+                                         pick.threshold, pick.disagreement) for pick in chunk]
                 response = client.projects.import_tasks(id=project_id, request=payloads, return_task_ids=True)
                 task_ids = list(getattr(response, "task_ids", None) or [])
                 now = datetime.now(UTC)
@@ -463,17 +471,62 @@ class Pick:
     probability: float | None
     model_probability: float | None = None
     threshold: float = 0.5
+    disagreement: float | None = None  # strategy `disagreement`: how far apart the two judges are
+
+
+def most_disagreed(candidates: Sequence[Candidate], first: Sequence[float], first_threshold: float,
+                   second: Sequence[float | None], second_threshold: float) -> list[Pick]:
+    """Candidates the two judges label differently first, then the rest; within each, the most
+    apart (by probability) first. A candidate the second judge has no probability for comes last."""
+    picks = [Pick(c, p, p, first_threshold, None if q is None else abs(p - q))
+             for c, p, q in zip(candidates, first, second, strict=True)]
+    by_key = {id(pick): (q is None, q is not None and (p >= first_threshold) == (q >= second_threshold),
+                         -(pick.disagreement or 0.0), pick.candidate.tweet_id)
+              for pick, p, q in zip(picks, first, second, strict=True)}
+    return sorted(picks, key=lambda pick: by_key[id(pick)])
+
+
+def _disagreements(settings: Settings, pool: Sequence[Candidate], model_uri: str | None, other_uri: str | None,
+                   report: dict) -> list[Pick] | None:
+    """The pool ranked by `most_disagreed`: `model_uri` (default: the champion) against
+    `other_uri` (default: the challenger, when it is not the champion too), else against the
+    weak labels. None when there is no model yet (the push then ranks by weak labels)."""
+    from ai_tweets.serving import shadow_version
+
+    texts = [c.text for c in pool]
+    first = _model_scores(settings, texts, model_uri) if pool else None
+    if first is None:
+        return None
+    if other_uri is None and model_uri is None:
+        challenger = shadow_version(settings)
+        other_uri = f"models:/{settings.model_name}/{challenger}" if challenger else None
+    second = _model_scores(settings, texts, other_uri) if other_uri else None
+    report["model_uri"], report["threshold"] = first.uri, first.threshold
+    if second is not None:
+        report["strategy"], report["other_uri"] = "disagreement: model vs model", second.uri
+        return most_disagreed(pool, first.probabilities, first.threshold, second.probabilities, second.threshold)
+    report["strategy"] = "disagreement: model vs weak labels"
+    return most_disagreed(pool, first.probabilities, first.threshold, [c.weak_prob for c in pool], 0.5)
 
 
 def _choose(conn: psycopg.Connection, settings: Settings, tables: Mapping[str, str], count: int, strategy: str,
-            model_uri: str | None, test_share: float, model_pool: int, report: dict) -> list[Pick]:
-    """Up to `count` picks, most uncertain first: `test_share` of them reserved for the test
-    split's most uncertain, the rest the most uncertain of every split (test included)."""
+            model_uri: str | None, test_share: float, model_pool: int, report: dict,
+            other_uri: str | None = None) -> list[Pick]:
+    """Up to `count` picks, most uncertain (or disagreed on) first: `test_share` of them reserved
+    for the test split's first, the rest the first of every split (test included)."""
     if count <= 0:
         return []
     order = "weak" if strategy == "weak" else "seeded"
-    pool = _select_candidates(conn, tables, order, model_pool if strategy == "model" else count + model_pool)
+    scored = strategy in ("model", "disagreement")
+    pool = _select_candidates(conn, tables, order, model_pool if scored else count + model_pool)
     ranked = [Pick(c, c.weak_prob) for c in pool]
+    if strategy == "disagreement":
+        disagreed = _disagreements(settings, pool, model_uri, other_uri, report)
+        if disagreed is None:
+            strategy = report["strategy"] = "weak"
+            ranked = [Pick(c, c.weak_prob) for c in _select_candidates(conn, tables, "weak", count + model_pool)]
+        else:
+            ranked = disagreed
     if strategy == "model":
         scores = _model_scores(settings, [c.text for c in pool], model_uri) if pool else None
         if scores is None:

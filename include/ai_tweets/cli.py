@@ -234,6 +234,8 @@ def _check_secrets_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ai_tweets.annotation import STRATEGIES  # main imports the module anyway
+
     parser = argparse.ArgumentParser(prog="ai-tweets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("settings", help="print the validated settings (secrets masked)").set_defaults(
@@ -318,9 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("action", choices=["bootstrap", "push", "pull"])
     annotate.add_argument("--dataset-version", help="override DATASET_VERSION")
     annotate.add_argument("--batch-size", type=int, default=100, help="push: tasks to add at most")
-    annotate.add_argument("--strategy", choices=["model", "weak", "random"], default="model",
+    annotate.add_argument("--strategy", choices=STRATEGIES, default="model",
                           help="push: rank by the champion's uncertainty (weak labels' until there is one), "
-                               "the weak labels', or at random")
+                               "the weak labels', at random, or by where champion and challenger (or the "
+                               "weak labels) disagree")
     annotate.add_argument("--max-pending", type=int, help="push: top the queue up to N unlabeled tasks")
     annotate.set_defaults(handler=_annotate_command)
 

@@ -15,7 +15,9 @@ Label Studio project of its own, through the stages' own functions:
 
     replay → Kafka → Spark ingest → prepare (dedup, splits, weak labels) → train (0 gold labels)
     round after round: the annotate stage pushes tasks (strategy `model`: the latest model's
-    most uncertain tweets; `random`: the control) → a simulated annotator answers them in Label
+    most uncertain tweets; `disagreement`: the tweets the champion and the latest version label
+    differently, most apart first, or the champion and the weak labels while the champion is
+    the latest; `random`: the control) → a simulated annotator answers them in Label
     Studio, as a person would, from the labels of the replayed lines (a tweet it has no label
     for is skipped, as a person may skip) until the round's labels are in → pull → train
 
@@ -69,7 +71,8 @@ log = logging.getLogger(__name__)
 
 DEVELOPMENT_DATA = PROJECT_ROOT.parent / "shared" / "data"
 TEXTS_FILE, LABELS_FILE = "tweets_2020_text.jsonl", "tweets_2020_labels.csv"
-STRATEGIES = {"uncertainty": "model", "random": "random"}  # curve name → the annotate stage's strategy
+# curve name → the annotate stage's strategy
+STRATEGIES = {"uncertainty": "model", "disagreement": "disagreement", "random": "random"}
 RAW_PREFIX = "quality"
 FIRST_VERSION = 900_001  # dataset versions of the loops: far from a user's own
 # The keyword baseline: any AI phrase, or the acronyms AI, ML, NLP in capitals.
@@ -376,7 +379,8 @@ def train_and_score(loop: Loop, data: LoopData, number: int, gold: int, pushed: 
     return result
 
 
-def label_round(loop: Loop, annotator: SimulatedAnnotator, wanted: int, model_uri: str | None) -> dict[str, int]:
+def label_round(loop: Loop, annotator: SimulatedAnnotator, wanted: int, model_uri: str | None,
+                other_uri: str | None = None) -> dict[str, int]:
     """Push and answer tasks until `wanted` new labels are in (or nothing is left to push), then pull."""
     from ai_tweets.annotation import pull_annotations, push_uncertain_tasks
 
@@ -384,7 +388,7 @@ def label_round(loop: Loop, annotator: SimulatedAnnotator, wanted: int, model_ur
     project_id = None
     while labeled < wanted:
         report = push_uncertain_tasks(loop.settings, batch_size=wanted - labeled,
-                                      strategy=STRATEGIES[loop.strategy], model_uri=model_uri)
+                                      strategy=STRATEGIES[loop.strategy], model_uri=model_uri, other_uri=other_uri)
         project_id = report["project_id"]
         if not report["pushed"]:
             break
@@ -411,8 +415,14 @@ def run_loop(loop: Loop, data: LoopData, rounds: int, per_round: int, epochs: in
     annotator = SimulatedAnnotator(loop.settings, data.answers, annotator_email(loop.settings))
     for number in range(1, rounds + 1):
         began = time.monotonic()
-        learner = f"models:/{loop.settings.model_name}/{loop.rounds[-1].model_version}"
-        labeled = label_round(loop, annotator, per_round, learner if loop.strategy == "uncertainty" else None)
+        latest = loop.rounds[-1]
+        learner = f"models:/{loop.settings.model_name}/{latest.model_version}"
+        if loop.strategy == "disagreement":  # the champion against the latest version, or the weak labels
+            champion = f"models:/{loop.settings.model_name}/{latest.champion_version}"
+            labeled = label_round(loop, annotator, per_round, champion,
+                                  learner if latest.model_version != latest.champion_version else None)
+        else:
+            labeled = label_round(loop, annotator, per_round, learner if loop.strategy == "uncertainty" else None)
         if not labeled["labeled"]:
             progress(f"{loop.strategy}: nothing left to label after {loop.rounds[-1].gold_labels} gold labels")
             break
@@ -551,6 +561,14 @@ def verdicts(run: QualityRun, budget: int = 400, margin: float = 0.05, from_labe
         lines.append(_verdict(bool(pairs) and not worse,
                               f"uncertainty ≥ random at every round from {from_labels} labels"
                               + (f" (not at {'; '.join(worse)})" if worse else f" ({len(pairs)} rounds)")))
+    if "disagreement" in run.loops:  # issue 18: how disagreement sampling compares (no bar of its own)
+        f1 = {name: {r.gold_labels: r.model["f1_all"] for r in loop.rounds} for name, loop in run.loops.items()}
+        rounds = [r.gold_labels for r in run.loops["disagreement"].rounds if r.gold_labels >= from_labels]
+        cells = [f"{labels}: " + " / ".join(f"{f1[name][labels]:.3f}" if labels in f1[name] else "–"
+                                            for name in ("disagreement", "uncertainty", "random"))
+                 for labels in rounds]
+        lines.append("INFO  disagreement / uncertainty / random, F1 of the newest version: "
+                     + ("; ".join(cells) or f"no round from {from_labels} labels"))
     return lines
 
 

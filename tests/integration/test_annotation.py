@@ -257,6 +257,48 @@ def test_model_strategy_ranks_by_the_models_own_threshold_with_a_share_from_test
     env.assert_no_duplicates()
 
 
+def test_disagreement_strategy_pushes_what_champion_and_challenger_label_differently_first(env):
+    from mlflow import MlflowClient
+
+    from ai_tweets.model import load_classifier, predict_texts
+    from ai_tweets_devkit.models import register_model
+
+    model_name = f"ai-tweet-classifier-disagree-{uuid.uuid4().hex[:6]}"
+    scored = load_settings({**environment(ROOT / ".env"), "DATASET_VERSION": str(env.settings.dataset_version),
+                            "MODEL_NAME": model_name})
+    champion = register_model(scored, seed=5, epochs=2)
+    report = annotation.push_uncertain_tasks(scored, title=env.title, batch_size=3, strategy="disagreement",
+                                             test_share=0.0)
+    assert report["strategy"] == "disagreement: model vs weak labels" and report["pushed"] == 3, \
+        "without a challenger, the champion is held against the weak labels"
+    challenger = register_model(scored, seed=6, epochs=1, champion=False)
+    MlflowClient(scored.mlflow_uri()).set_registered_model_alias(model_name, "challenger", challenger)
+    candidates = [row[0] for row in env.query("SELECT tweet_id FROM t WHERE annotation_task_id IS NULL "
+                                              "AND gold_label IS NULL")]
+    report = annotation.push_uncertain_tasks(scored, title=env.title, batch_size=6, strategy="disagreement",
+                                             test_share=0.0)
+    assert report["strategy"] == "disagreement: model vs model" and report["pushed"] == 6
+    assert (report["model_uri"], report["other_uri"]) == (f"models:/{model_name}@champion",
+                                                          f"models:/{model_name}/{challenger}")
+    texts = dict(env.query("SELECT tweet_id, text FROM t WHERE tweet_id = ANY(%s)", (candidates,)))
+    judged = {}
+    for version in (champion, challenger):
+        loaded = load_classifier(f"models:/{model_name}/{version}", scored.mlflow_uri())
+        judged[version] = (dict(zip(candidates, predict_texts(loaded, [texts[i] for i in candidates]), strict=True)),
+                           loaded.unwrap_python_model().threshold)
+    (ours, our_threshold), (theirs, their_threshold) = judged[champion], judged[challenger]
+
+    def key(i: int) -> tuple:
+        agree = (ours[i] >= our_threshold) == (theirs[i] >= their_threshold)
+        return agree, -abs(ours[i] - theirs[i]), i
+
+    new = {int(t.data["tweet_id"]): t for t in env.tasks() if int(t.data["tweet_id"]) in candidates}
+    assert set(new) == set(sorted(candidates, key=key)[:6]), "labeled differently first, then the most apart"
+    for tweet_id, task in new.items():
+        assert task.predictions[0].score == pytest.approx(abs(ours[tweet_id] - theirs[tweet_id]), abs=1e-5)
+    env.assert_no_duplicates()
+
+
 def test_random_strategy_follows_a_seeded_order_over_all_splits(env):
     """The md5 of the tweet id, not split_rank: the splits are cut from split_rank's order, so
     that order would label the test split first and leave training without gold labels."""

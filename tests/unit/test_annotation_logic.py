@@ -16,6 +16,7 @@ from ai_tweets.annotation import (
     RetryingTransport,
     annotation_label,
     gold_from_annotations,
+    most_disagreed,
     most_uncertain,
     task_payload,
     uncertainty,
@@ -57,6 +58,19 @@ def test_most_uncertain_orders_by_distance_to_one_half_then_tweet_id():
     chosen = most_uncertain(items, probabilities, 4)
     assert [(c.tweet_id, p) for c, p in chosen] == [(2, 0.51), (6, 0.49), (3, 0.45), (4, 0.55)]
     assert most_uncertain(items, probabilities, 0) == []
+
+
+def test_most_disagreed_puts_different_labels_first_then_the_most_apart():
+    items = [candidate(i) for i in range(1, 7)]
+    first = [0.90, 0.60, 0.30, 0.80, 0.55, 0.10]  # labels at 0.5: 1 1 0 1 1 0
+    second = [0.85, 0.20, 0.35, 0.10, None, 0.45]  # labels at 0.4: 1 0 0 0 - 1
+    picks = most_disagreed(items, first, 0.5, second, 0.4)
+    assert [p.candidate.tweet_id for p in picks] == [4, 2, 6, 1, 3, 5], \
+        "4, 2 and 6 labeled differently (0.70, 0.40, 0.35 apart); 1 and 3 agree; 5 has no second score"
+    assert [p.disagreement for p in picks] == pytest.approx([0.70, 0.40, 0.35, 0.05, 0.05, None])
+    assert (picks[0].probability, picks[0].threshold) == (0.80, 0.5), "the first judge's probability is shown"
+    assert task_payload(picks[0].candidate, picks[0].probability, "v", picks[0].model_probability,
+                        picks[0].threshold, picks[0].disagreement)["predictions"][0]["score"] == pytest.approx(0.7)
 
 
 def test_task_payload_carries_the_tweet_and_the_weak_label_as_prediction():
