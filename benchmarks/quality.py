@@ -4,13 +4,14 @@ from people's labels, on the running local stack.
 Reads the development set beside the project (`../shared/data`); without it, says so and exits
 0. Replays everything but the held-out evaluation rows through the real pipeline (capture,
 prepare, train), then runs the active-learning loop through Label Studio with a simulated
-annotator, once with uncertainty sampling and once with random sampling (the control); see
+annotator, once per strategy: uncertainty sampling, disagreement sampling (champion vs the
+latest version, or vs the weak labels) and random sampling (the control); see
 `ai_tweets.quality` for the held-out rule and the loop. Prints the table and the learning
 curve, writes the curve as a PNG (logged to MLflow, experiment `ai-tweets-quality`, and shown
 on the dashboard from the `learning_curve` table) and `.local/bench/QUALITY.md`.
 
     source .local/activate
-    python benchmarks/quality.py [--rounds 8] [--per-round 50] [--strategies uncertainty random]
+    python benchmarks/quality.py [--rounds 8] [--per-round 50] [--strategies uncertainty disagreement random]
 """
 
 from __future__ import annotations

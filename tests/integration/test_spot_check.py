@@ -124,3 +124,41 @@ def test_people_s_labels_give_the_precision_with_its_interval(seeded):
     assert {r[2] for r in rows if r[1] is not None} == {annotator.email}, "labeled by a named person"
     assert stored == [(labeled, found_ai, pytest.approx(found_ai / labeled), pytest.approx(ours["low"]),
                        pytest.approx(ours["high"]))]
+
+
+def test_the_dag_samples_a_version_s_retweets_into_the_spot_check_project(seeded, human_in_the_loop_dag):
+    """The daily DAG, triggered through Airflow's REST API for one model version: its accepted
+    retweets appear as tasks of the project "Retweet spot-check"; they are removed afterwards."""
+    settings = seeded[0]
+    version = f"spot-dag-{uuid.uuid4().hex[:8]}"
+    ids = random.sample(range(8_800_000_000_000_000_000, 8_900_000_000_000_000_000), 4)
+    with connect(settings) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO ai_tweets (tweet_id, text, author_handle, created_at, ai_probability, model_name, "
+            "model_version) VALUES (%s, %s, 'spot_tester', now(), 0.9, 'spot-test', %s)",
+            [(tweet_id, f"Spot-check DAG {version} tweet {n}", version) for n, tweet_id in enumerate(ids)])
+        conn.cursor().executemany(
+            "INSERT INTO retweets (tweet_id, action, reason, dry_run, ai_probability, domains) "
+            "VALUES (%s, 'would_retweet', 'test', true, 0.9, '{}')", [(tweet_id,) for tweet_id in ids])
+    airflow = human_in_the_loop_dag("spot_check_retweets")
+    client = label_studio_client(settings)
+    try:
+        run = airflow.trigger("spot_check_retweets", {"size": 10, "model_version": version})
+        airflow.wait("spot_check_retweets", run, timeout=300)
+        assert airflow.task_states("spot_check_retweets", run) == {"pull": "success", "push": "success"}
+        project = next(p for p in client.projects.list(title=spot_check.PROJECT_TITLE)
+                       if p.title == spot_check.PROJECT_TITLE)
+        tasks = {int(t.data["tweet_id"]): t for t in client.tasks.list(project=project.id, fields="task_only",
+                                                                        page_size=500)
+                 if t.data.get("kind") == spot_check.TASK_KIND}
+        assert set(ids) <= set(tasks), "each of the version's accepted retweets is a task"
+        assert {tasks[i].data["text"] for i in ids} == {f"Spot-check DAG {version} tweet {n}" for n in range(4)}
+    finally:
+        with connect(settings) as conn:
+            task_ids = [row[0] for row in conn.execute(
+                "SELECT task_id FROM spot_checks WHERE tweet_id = ANY(%s) AND task_id IS NOT NULL", (ids,))]
+            conn.execute("DELETE FROM spot_checks WHERE tweet_id = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM retweets WHERE tweet_id = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM ai_tweets WHERE tweet_id = ANY(%s)", (ids,))
+        for task_id in task_ids:
+            client.tasks.delete(id=task_id)
