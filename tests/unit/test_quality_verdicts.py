@@ -1,0 +1,36 @@
+"""`make quality`'s verdicts from a run's figures: the issue's bars, and how the sampling
+strategies compare (figures made up here; the run itself is `benchmarks/quality.py`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from test_settings import GOOD
+
+from ai_tweets import quality
+from stackbase.settings import load_settings
+
+WEAK = {"f1_all": 0.779, "f1_sure": 0.888}
+
+
+def loop(strategy: str, f1s: dict[int, float]) -> quality.Loop:
+    made = quality.Loop(strategy, load_settings(GOOD), baselines={"weak labels (LFs + LabelModel)": WEAK})
+    for number, (labels, f1) in enumerate(f1s.items()):
+        figures = {"f1_all": f1, "f1_sure": f1 + 0.1}
+        made.rounds.append(quality.Round(strategy, number, labels, labels, 0, str(number + 1), number == 0, "weak",
+                                         figures, "1", figures, 1.0))
+    return made
+
+
+def test_the_verdicts_compare_every_strategy_from_100_labels():
+    run = quality.QualityRun("r", datetime.now(UTC), "made up", {
+        "uncertainty": loop("uncertainty", {0: 0.795, 50: 0.80, 100: 0.83, 150: 0.84}),
+        "disagreement": loop("disagreement", {0: 0.795, 50: 0.81, 100: 0.82, 150: 0.85}),
+        "random": loop("random", {0: 0.795, 50: 0.79, 100: 0.81}),
+    })
+    lines = quality.verdicts(run)
+    assert lines[0].startswith("PASS  0 gold labels: champion F1 0.795 ≥ weak labels' 0.779")
+    assert lines[1].startswith("PASS  ≤ 400 gold labels: champion F1 0.840"), lines[1]
+    assert lines[2] == "PASS  uncertainty ≥ random at every round from 100 labels (1 rounds)"
+    assert lines[3] == ("INFO  disagreement / uncertainty / random, F1 of the newest version: "
+                        "100: 0.820 / 0.830 / 0.810; 150: 0.850 / 0.840 / –")
