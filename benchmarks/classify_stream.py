@@ -10,7 +10,11 @@ against the one-request-per-row call pattern, in the same run, on the local stac
    `--seconds`; per AI row, produce (Kafka timestamp) → row committed; p50/p95.
 3. baseline: the same job with one request per tweet (`--batch-size 1 --concurrency 1`) over
    a smaller sample, so the ratio is measured, not assumed.
-A model of its own is trained on generated data, registered and served on a free port.
+4. shadow scoring (unless `--no-shadow`): a second version becomes the `challenger`, served
+   beside the champion, and step 1 is run again: every batch is also scored by it; the ratio
+   to step 1 is the cost of shadow scoring.
+A model of its own is trained on generated data, registered and served on a free port (and
+the challenger on another).
 """
 
 from __future__ import annotations
@@ -122,11 +126,12 @@ def main() -> int:
     parser.add_argument("--baseline-tweets", type=int, default=3_000)
     parser.add_argument("--rate", type=float, default=1_000)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--no-shadow", action="store_true", help="skip the shadow scoring pass")
     args = parser.parse_args()
 
     base = {**environment(), "MODEL_NAME": f"bench-clf-{uuid.uuid4().hex[:6]}",
-            "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}",
-            "MODEL_SHADOW_URL": ""}  # no shadow scoring: the stack's challenger is another model
+            "MODEL_SERVING_URL": f"http://127.0.0.1:{free_port()}",  # and its challenger beside it:
+            "MODEL_SHADOW_URL": f"http://127.0.0.1:{free_port()}"}  # none until step 4
     settings = load_settings(base)
     print("training and serving a benchmark model …", flush=True)
     register_model(settings, seed=70)
@@ -140,12 +145,26 @@ def main() -> int:
         per_row = throughput(base, args.baseline_tweets, "--batch-size", "1", "--concurrency", "1")
         print(f"latency: {args.rate:.0f} tweets/s for {args.seconds:.0f} s …", flush=True)
         lat = latency(base, args.rate, args.seconds)
+        shadowed = None
+        if not args.no_shadow:
+            print("shadow scoring: a challenger served beside the champion …", flush=True)
+            from mlflow import MlflowClient
+
+            challenger = register_model(settings, seed=71, epochs=1, champion=False)
+            MlflowClient(settings.mlflow_uri()).set_registered_model_alias(settings.model_name, "challenger",
+                                                                           challenger)
+            server.wait_for("serving", challenger, shadow=True)
+            print(f"throughput: {args.tweets:,} tweets, batched, scored by both versions …", flush=True)
+            shadowed = throughput(base, args.tweets)
     finally:
         server.stop()
     results = {"serving_tweets_per_s_batch_1000": round(serving), "batched_tweets": batched[0],
                "batched_tweets_per_s": round(batched[1]),
                "per_row_tweets": per_row[0], "per_row_tweets_per_s": round(per_row[1]),
                "speedup": round(batched[1] / per_row[1], 1), **{f"latency_{k}": v for k, v in lat.items()}}
+    if shadowed:
+        results.update(shadow_tweets=shadowed[0], shadow_tweets_per_s=round(shadowed[1]),
+                       shadow_vs_batched=round(shadowed[1] / batched[1], 2))
     print()
     serving_rate = results["serving_tweets_per_s_batch_1000"]
     print(f"{'model serving alone, batches of 1,000':<44}{serving_rate:>10,} tweets/s")
@@ -155,6 +174,9 @@ def main() -> int:
     print(f"{'latency at ' + str(int(args.rate)) + ' tweets/s: p50 / p95':<44}"
           f"{lat['p50_s'] or float('nan'):>6.2f} s / {lat['p95_s'] or float('nan'):.2f} s "
           f"({lat['ai_rows']:,} AI rows, sent {lat['achieved_rate']:,}/s)")
+    if shadowed:
+        print(f"{'end-to-end, batched, with shadow scoring':<44}{results['shadow_tweets_per_s']:>10,} tweets/s "
+              f"({results['shadow_vs_batched']:.2f} of the batched run without)")
     (ROOT / ".local" / "bench").mkdir(parents=True, exist_ok=True)
     (ROOT / ".local" / "bench" / "classify_stream.json").write_text(json.dumps(results, indent=2, default=str))
     return 0
