@@ -5,9 +5,11 @@
    names the service and its address, Airflow retries it, and the run succeeds once the
    service is back;
 2. once more with nothing new to capture: every table in streamingdb is identical before and
-   after (checksums), except two logs: `classify_batches`, the stream's log of the
+   after (checksums), except these logs: `classify_batches`, the stream's log of the
    micro-batches it ran (the re-run capture sends its tweets to Kafka again, and the
-   classifier reads them again, without changing a row of its output), `model_quality`,
+   classifier reads them again, without changing a row of its output), with the shadow
+   scoring's `shadow_batches` and `shadow_disagreements` (the re-run train's version is the
+   new challenger, which scores those batches in the champion's shadow), `model_quality`,
    one row per trained model version (a re-run of `train` trains and registers a new version,
    which the champion gate then judges), and `label_models`, one row per LabelModel fit.
 
@@ -26,11 +28,12 @@ from stack_control import stack
 from ai_tweets.airflow_api import AirflowClient
 from ai_tweets.jobs import stop_job
 from ai_tweets.storage import connect, table_exists
-from ai_tweets.tables import identifier
+from ai_tweets.tables import SHADOW_BATCHES_TABLE, SHADOW_DISAGREEMENTS_TABLE, identifier
 from stackbase.settings import environment, load_settings
 
-# one row per run or version
-OPERATIONAL_LOGS = {"classify_batches", "model_quality", "label_models", "registered_models"}
+# one row per run, batch or version
+OPERATIONAL_LOGS = {"classify_batches", SHADOW_BATCHES_TABLE, SHADOW_DISAGREEMENTS_TABLE, "model_quality",
+                    "label_models", "registered_models"}
 
 
 @pytest.fixture(scope="module")
