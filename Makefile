@@ -51,8 +51,9 @@ status: ## show each service's state and URL
 logs: ## show a service's log: make logs SERVICES=kafka
 	$(STACK) logs $(SERVICES)
 
-demo: up ## the main job: bring the stack up and run the pipeline's DAGs through Airflow
-	"$(VENV_BIN)/python" -m ai_tweets.cli demo --source $(SOURCE) $(if $(FILE),--file $(FILE)) --count $(COUNT)
+# The demo starts as soon as PostgreSQL, Kafka and Airflow answer, while the rest of the stack starts.
+demo: ## the main job: bring the stack up and run the pipeline's DAGs through Airflow
+	$(STACK) up $(SERVICES) --then "$(VENV_BIN)/python" -m ai_tweets.cli demo --source $(SOURCE) $(if $(FILE),--file $(FILE)) --count $(COUNT)
 
 bench: up ## every benchmark on the local stack; figures printed and written to .local/bench/RESULTS.md
 	"$(VENV_BIN)/python" benchmarks/run_all.py

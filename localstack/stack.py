@@ -23,10 +23,13 @@ import argparse
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -170,7 +173,9 @@ def start(ctx: Context, batch: list[Service]) -> list[str]:
     return [service.name for service in services]
 
 
-def wait_healthy(ctx: Context, services: list[Service]) -> None:
+def wait_healthy(ctx: Context, services: list[Service], on_healthy: Callable[[Service], None]) -> None:
+    """Waits until each of `services` answers its health check; `on_healthy` runs for each one as
+    soon as it does (its `after_start`, and what waits for it), not when the last one does."""
     pending = {service.name: service for service in services}
     started = time.monotonic()
     deadline = started + max(service.start_timeout for service in services)
@@ -185,6 +190,7 @@ def wait_healthy(ctx: Context, services: list[Service]) -> None:
                 if service.healthy(ctx):
                     print(f"  {name} healthy after {time.monotonic() - started:.0f} s", flush=True)
                     del pending[name]
+                    on_healthy(service)
             if not pending:
                 break
             if time.monotonic() > deadline:
@@ -194,28 +200,89 @@ def wait_healthy(ctx: Context, services: list[Service]) -> None:
             time.sleep(1)
 
 
-def up(ctx: Context, services: list[Service]) -> None:
+class Then:
+    """`up --then COMMAND` (how `make demo` runs): COMMAND starts as soon as every `first` service
+    is healthy, while the others finish starting. It finds in AI_TWEETS_STACK_UP_FILE the file
+    that appears once the whole stack is up, and waits for it before it needs the rest."""
+
+    def __init__(self, ctx: Context, argv: list[str], services: list[Service]) -> None:
+        self.argv = argv
+        self.waiting = {service.name for service in services if service.first}
+        self.up_file = up_file(ctx)
+        self.process: subprocess.Popen | None = None
+        self.began_after: float | None = None
+
+    def healthy(self, service: Service, since: float) -> None:
+        self.waiting.discard(service.name)
+        if not self.waiting:
+            self.start(since)
+
+    def start(self, since: float) -> None:
+        if self.process is not None:
+            return
+        self.began_after = time.monotonic() - since
+        print(f"\nthe first services answer after {self.began_after:.0f} s: starting `{shlex.join(self.argv[1:])}` "
+              "while the others finish starting\n", flush=True)
+        self.process = subprocess.Popen(self.argv, env={**os.environ, "AI_TWEETS_STACK_UP_FILE": str(self.up_file)})
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def up_file(ctx: Context) -> Path:
+    """Written when `up` has started every service and run their `after_start`; removed when it begins."""
+    return ctx.local / "run" / "stack-up"
+
+
+def up(ctx: Context, services: list[Service], then: list[str] | None = None) -> subprocess.Popen | None:
+    """Installs what is missing, starts `services` and waits until they are healthy; with `then`,
+    returns the process of that command (started early, see `Then`) for the caller to wait on."""
     began = time.monotonic()
     install(ctx, services)
     starting = time.monotonic()
+    up_file(ctx).unlink(missing_ok=True)
+    follower = Then(ctx, then, services) if then else None
+
+    def on_healthy(service: Service) -> None:
+        if service.after_start:
+            service.after_start(ctx)
+        if follower:
+            follower.healthy(service, starting)
+
     # Services start in list order; a service whose `blocks` is set (the database) must be
     # healthy before later ones start, the others boot in parallel.
     batch: list[Service] = []
     started: list[str] = []
-    for service in services:
-        batch.append(service)
-        if service.blocks or service is services[-1]:
-            started += start(ctx, batch)
-            wait_healthy(ctx, batch)
-            for ready in batch:
-                if ready.after_start:
-                    ready.after_start(ctx)
-            batch = []
+    try:
+        for service in services:
+            batch.append(service)
+            if service.blocks or service is services[-1]:
+                started += start(ctx, batch)
+                wait_healthy(ctx, batch, on_healthy)
+                batch = []
+    except BaseException:
+        if follower:
+            follower.stop()
+        raise
     now = time.monotonic()
-    print(f"\nstack up in {now - began:.0f} s (install {starting - began:.0f} s, start {now - starting:.0f} s)\n")
+    print(f"\nstack up in {now - began:.0f} s (install {starting - began:.0f} s, start {now - starting:.0f} s)\n",
+          flush=True)
     if started:
-        _record(ctx, "up", {"seconds": round(now - starting, 1), "started": started})
-    status(ctx, services)
+        record = {"seconds": round(now - starting, 1), "started": started}
+        if follower and follower.began_after is not None:
+            record["then_began_after"] = round(follower.began_after, 1)
+        _record(ctx, "up", record)
+    up_file(ctx).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    if not follower:
+        status(ctx, services)
+        return None
+    follower.start(starting)  # no `first` service among `services`: it starts now
+    return follower.process
 
 
 def stop_jobs(ctx: Context) -> None:
@@ -278,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["preflight", "install", "install-browser", "up", "down", "status", "logs",
                                             "env", "clean"])
     parser.add_argument("services", nargs="*", help="limit to these services (default: all)")
+    parser.add_argument("--then", nargs=argparse.REMAINDER, metavar="COMMAND",
+                        help="with up: run COMMAND as soon as the services it needs first are healthy "
+                             "(see `Then`); exits with its status")
     args = parser.parse_args(argv)
     try:
         services = _selected(args.services)
@@ -292,12 +362,17 @@ def main(argv: list[str] | None = None) -> int:
             # One changer at a time: concurrent up/down (two terminals, a test) would race on pid files.
             lock = (ctx.local / "run" / "stack.lock").open("w")
             fcntl.flock(lock, fcntl.LOCK_EX)
+        if args.then and args.command != "up":
+            raise StackError("--then goes with `up` only")
         if args.command == "install":
             install(ctx, services)
         elif args.command == "install-browser":
             install_browser(ctx)
         elif args.command == "up":
-            up(ctx, services)
+            follower = up(ctx, services, args.then)
+            if follower is not None:
+                lock.close()  # the stack is up: what follows may stop or start services itself
+                return follower.wait()
         elif args.command == "down":
             down(ctx, services)
         elif args.command == "clean":

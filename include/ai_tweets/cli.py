@@ -107,8 +107,10 @@ def _demo_command(args: argparse.Namespace) -> int:
 
     try:
         started = os.environ.get("AI_TWEETS_MAKE_STARTED", "").strip()  # set by `make demo`
+        up_file = os.environ.get("AI_TWEETS_STACK_UP_FILE", "").strip()  # set by `stack up --then`
         run_demo(args.source, str(args.file) if args.file else None, args.count,
-                 make_started=float(started) if started.isdigit() else None)
+                 make_started=float(started) if started.isdigit() else None,
+                 stack_up_file=Path(up_file) if up_file else None)
     except AirflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4

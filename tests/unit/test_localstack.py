@@ -6,6 +6,7 @@ import base64
 import os
 import pwd
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,25 @@ def test_the_superset_admin_password_is_hashed_the_way_flask_appbuilder_checks_i
     assert check_password_hash(stored, "pa$$ wörd'\\")
     assert not check_password_hash(stored, "pa$$ word'\\")
     assert services.superset_password_hash("x") != services.superset_password_hash("x"), "salted"
+
+
+def test_the_demo_starts_once_the_first_services_answer_and_learns_where_the_stack_says_it_is_up(tmp_path):
+    from localstack.stack import Then, up_file
+
+    first = {service.name for service in SERVICES if service.first}
+    assert {"postgres", "kafka", "airflow-apiserver", "airflow-scheduler"} <= first
+    assert not first & {"mlflow", "label-studio", "superset"}, "the demo's first DAG runs need none of these"
+    ctx = Context(root=ROOT, local=tmp_path, env={}, settings=None)
+    (tmp_path / "run").mkdir()
+    seen = tmp_path / "seen"
+    follower = Then(ctx, [sys.executable, "-c", "import os, sys; "
+                          f"open({str(seen)!r}, 'w').write(os.environ['AI_TWEETS_STACK_UP_FILE'])"], SERVICES)
+    for service in SERVICES:
+        if service.name != "airflow-triggerer":
+            follower.healthy(service, since=0)
+    assert follower.process is None, "it waits for every first service"
+    follower.healthy(next(s for s in SERVICES if s.name == "airflow-triggerer"), since=0)
+    assert follower.process is not None and follower.process.wait(timeout=30) == 0
+    assert seen.read_text() == str(up_file(ctx))
+    follower.start(since=0)
+    assert follower.process.returncode == 0, "started once"
