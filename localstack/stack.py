@@ -150,10 +150,11 @@ def _running(ctx: Context, service: Service) -> bool:
     return ctx.running_pid(service.name) is not None
 
 
-def start(ctx: Context, batch: list[Service]) -> list[str]:
+def start(ctx: Context, batch: list[Service], niceness: Callable[[Service], int] = lambda service: 0) -> list[str]:
     """Start the services of `batch` that are not running. Their prepare steps (migrations,
     formatting) run side by side; each service is spawned, in list order, once its own prepare
-    and those of the services before it are done, as when they ran one after another."""
+    and those of the services before it are done, as when they ran one after another. A service
+    starts at `niceness(service)` (its whole process group)."""
     services = [service for service in batch if not _running(ctx, service)]
     for service in services:
         for port in service.ports(ctx):
@@ -169,8 +170,21 @@ def start(ctx: Context, batch: list[Service]) -> list[str]:
         for service in services:
             for future in waits[service.name]:
                 future.result()
-            ctx.spawn(service.name, service.argv(ctx), service.env(ctx), user=service.user, cwd=service.cwd(ctx))
+            pid = ctx.spawn(service.name, service.argv(ctx), service.env(ctx), user=service.user, cwd=service.cwd(ctx))
+            if niceness(service):
+                os.setpriority(os.PRIO_PGRP, pid, niceness(service))
     return [service.name for service in services]
+
+
+def _restore_priority(ctx: Context, service: Service) -> None:
+    """Back to normal priority once healthy; lowering a niceness needs root (CAP_SYS_NICE), so as
+    another user the service keeps the lower priority it started with."""
+    pid = ctx.running_pid(service.name)
+    if pid is not None:
+        try:
+            os.setpriority(os.PRIO_PGRP, pid, 0)
+        except PermissionError:
+            print(f"  {service.name} keeps niceness {LATE_NICENESS}: only root may raise it back", flush=True)
 
 
 def wait_healthy(ctx: Context, services: list[Service], on_healthy: Callable[[Service], None]) -> None:
@@ -198,6 +212,12 @@ def wait_healthy(ctx: Context, services: list[Service], on_healthy: Callable[[Se
                 raise StackError(f"not healthy in time: {names}. See `make logs SERVICE=...`.")
             tick(f"still starting: {', '.join(pending)}")
             time.sleep(1)
+
+
+# With `up --then`, the services the command does not need first start at this niceness (back
+# to 0 once healthy), so that the first ones, and then the command, get the CPU: on 2 cores the
+# start is CPU-bound.
+LATE_NICENESS = 10
 
 
 class Then:
@@ -247,12 +267,27 @@ def up(ctx: Context, services: list[Service], then: list[str] | None = None) -> 
     starting = time.monotonic()
     up_file(ctx).unlink(missing_ok=True)
     follower = Then(ctx, then, services) if then else None
+    # The first services' after_start runs at once (the command may need it); the others' in the
+    # background, and with `then` only once the command has started.
+    hooks = ThreadPoolExecutor(max_workers=2)
+    after_starts: list = []
+    deferred: list[Service] = []
+
+    def late(service: Service) -> bool:
+        return follower is not None and not service.first
 
     def on_healthy(service: Service) -> None:
-        if service.after_start:
+        if late(service):
+            _restore_priority(ctx, service)
+        if service.after_start and service.first:
             service.after_start(ctx)
+        elif service.after_start:
+            deferred.append(service)
         if follower:
             follower.healthy(service, starting)
+        if follower is None or follower.process is not None:
+            after_starts.extend(hooks.submit(ready.after_start, ctx) for ready in deferred)
+            deferred.clear()
 
     # Services start in list order; a service whose `blocks` is set (the database) must be
     # healthy before later ones start, the others boot in parallel.
@@ -262,13 +297,20 @@ def up(ctx: Context, services: list[Service], then: list[str] | None = None) -> 
         for service in services:
             batch.append(service)
             if service.blocks or service is services[-1]:
-                started += start(ctx, batch)
+                started += start(ctx, batch, lambda service: LATE_NICENESS if late(service) else 0)
                 wait_healthy(ctx, batch, on_healthy)
                 batch = []
+        if follower:
+            follower.start(starting)  # no `first` service among `services`: it starts now
+        after_starts.extend(hooks.submit(ready.after_start, ctx) for ready in deferred)
+        for future in after_starts:
+            future.result()
     except BaseException:
         if follower:
             follower.stop()
         raise
+    finally:
+        hooks.shutdown(wait=True, cancel_futures=True)
     now = time.monotonic()
     print(f"\nstack up in {now - began:.0f} s (install {starting - began:.0f} s, start {now - starting:.0f} s)\n",
           flush=True)
@@ -281,7 +323,6 @@ def up(ctx: Context, services: list[Service], then: list[str] | None = None) -> 
     if not follower:
         status(ctx, services)
         return None
-    follower.start(starting)  # no `first` service among `services`: it starts now
     return follower.process
 
 
