@@ -116,6 +116,8 @@ def test_the_demo_starts_once_the_first_services_answer_and_learns_where_the_sta
     first = {service.name for service in SERVICES if service.first}
     assert {"postgres", "kafka", "airflow-apiserver", "airflow-scheduler"} <= first
     assert not first & {"mlflow", "label-studio", "superset"}, "the demo's first DAG runs need none of these"
+    flags = [service.first for service in SERVICES]
+    assert flags == sorted(flags, reverse=True), "the first services start first (none waits on a late one's prepare)"
     ctx = Context(root=ROOT, local=tmp_path, env={}, settings=None)
     (tmp_path / "run").mkdir()
     seen = tmp_path / "seen"
