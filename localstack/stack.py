@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from localstack import preflight
@@ -187,16 +187,25 @@ def _restore_priority(ctx: Context, service: Service) -> None:
             print(f"  {service.name} keeps niceness {LATE_NICENESS}: only root may raise it back", flush=True)
 
 
-def wait_healthy(ctx: Context, services: list[Service], on_healthy: Callable[[Service], None]) -> None:
+def wait_healthy(ctx: Context, services: list[Service], on_healthy: Callable[[Service], None],
+                 spawning: Future | None = None) -> None:
     """Waits until each of `services` answers its health check; `on_healthy` runs for each one as
-    soon as it does (its `after_start`, and what waits for it), not when the last one does."""
+    soon as it does (its `after_start`, and what waits for it), not when the last one does. While
+    `spawning` (their `start`) runs, a service not spawned yet is not waited for, and the time
+    limit (the largest `start_timeout`) counts from when every one was spawned."""
     pending = {service.name: service for service in services}
     started = time.monotonic()
-    deadline = started + max(service.start_timeout for service in services)
+    deadline = None
     with progress("waiting for services", interval=5) as tick:
         while pending:
+            if deadline is None and (spawning is None or spawning.done()):
+                if spawning is not None:
+                    spawning.result()  # a failed prepare or spawn is raised here
+                deadline = time.monotonic() + max(service.start_timeout for service in services)
             for name, service in list(pending.items()):
                 if ctx.running_pid(name) is None:
+                    if deadline is None:
+                        continue  # its prepare step still runs
                     raise StackError(
                         f"{name} exited during start-up. Last lines of {ctx.log_file(name)}:\n"
                         + ctx.tail(name)
@@ -207,11 +216,13 @@ def wait_healthy(ctx: Context, services: list[Service], on_healthy: Callable[[Se
                     on_healthy(service)
             if not pending:
                 break
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 names = ", ".join(pending)
                 raise StackError(f"not healthy in time: {names}. See `make logs SERVICE=...`.")
             tick(f"still starting: {', '.join(pending)}")
             time.sleep(1)
+    if spawning is not None:
+        spawning.result()
 
 
 # With `up --then`, the services the command does not need first start at this niceness (back
@@ -297,8 +308,13 @@ def up(ctx: Context, services: list[Service], then: list[str] | None = None) -> 
         for service in services:
             batch.append(service)
             if service.blocks or service is services[-1]:
-                started += start(ctx, batch, lambda service: LATE_NICENESS if late(service) else 0)
-                wait_healthy(ctx, batch, on_healthy)
+                # Spawning waits for the prepare steps (a first start's migrations): the services
+                # already spawned are waited for meanwhile, so the first ones need not wait for those.
+                with ThreadPoolExecutor(max_workers=1) as starter:
+                    spawning = starter.submit(start, ctx, batch,
+                                              lambda service: LATE_NICENESS if late(service) else 0)
+                    wait_healthy(ctx, batch, on_healthy, spawning)
+                    started += spawning.result()
                 batch = []
         if follower:
             follower.start(starting)  # no `first` service among `services`: it starts now

@@ -132,3 +132,38 @@ def test_the_demo_starts_once_the_first_services_answer_and_learns_where_the_sta
     assert seen.read_text() == str(up_file(ctx))
     follower.start(since=0)
     assert follower.process.returncode == 0, "started once"
+
+
+def test_a_spawned_service_is_waited_for_while_a_later_ones_prepare_step_still_runs():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from localstack.services import Service
+    from localstack.stack import wait_healthy
+
+    prepared = threading.Event()
+
+    class Spawned:  # the part of Context that wait_healthy reads
+        def running_pid(self, name):
+            return 1 if name == "airflow" or prepared.is_set() else None
+
+    def spawn_after_a_slow_prepare():
+        time.sleep(1.5)  # a migration
+        prepared.set()
+        return ["airflow", "label-studio"]
+
+    seen = []
+    services = [Service(name="airflow", argv=list, healthy=lambda ctx: True),
+                Service(name="label-studio", argv=list, healthy=lambda ctx: prepared.is_set())]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        spawning = pool.submit(spawn_after_a_slow_prepare)
+        wait_healthy(Spawned(), services, lambda service: seen.append((service.name, prepared.is_set())), spawning)
+    assert seen == [("airflow", False), ("label-studio", True)]
+
+    def failing_prepare():
+        raise RuntimeError("migration failed")
+
+    prepared.clear()
+    with ThreadPoolExecutor(max_workers=1) as pool, pytest.raises(RuntimeError, match="migration failed"):
+        wait_healthy(Spawned(), services[1:], lambda service: None, pool.submit(failing_prepare))
