@@ -61,7 +61,7 @@ bench: up ## every benchmark on the local stack; figures printed and written to 
 soak: up ## 30 min of live stream at 1,000 tweets/s with a champion switch and a kill -9; rows, p95, memory
 	"$(VENV_BIN)/python" benchmarks/soak.py --minutes $(or $(SOAK_MINUTES),30) --rate $(or $(SOAK_RATE),1000)
 
-quality: up ## quality on held-out real tweets and the active-learning loop (needs ../shared/data; ~2 h)
+quality: up ## quality on held-out real tweets and the active-learning loop (needs ../shared/data; 2–3 h)
 	"$(VENV_BIN)/python" benchmarks/quality.py
 
 reliability: install ## the reliability suite at full size (100,000 tweets, repeated kill -9; stops and restarts services)

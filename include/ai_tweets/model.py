@@ -156,6 +156,16 @@ def _build(texts_for_vocab: Sequence[str], max_tokens: int, seed: int, hidden_un
         name="vectorize")
     vectorize.adapt(tf.data.Dataset.from_tensor_slices(_clean(texts_for_vocab)).batch(PREDICT_BATCH_ROWS))
     signals = _signal_layer()(name="signals")
+    head = _head_layers(hidden_units, l2)
+    inputs = keras.Input(shape=(), dtype="string", name=TEXT_COLUMN)
+    model = keras.Model(inputs, head(vectorize(inputs), signals(inputs)), name="ai_tweet_classifier")
+    return model, _head_model(head, vectorize.vocabulary_size(), signals.compute_output_shape((None,))[1])
+
+
+def _head_layers(hidden_units: int, l2: float) -> Callable[[Any, Any], Any]:
+    """The layers after the text processing, as a function of (multi-hot words, signals)."""
+    import keras
+
     word_logit = keras.layers.Dense(1, kernel_regularizer=keras.regularizers.L2(l2), name="word_logit")
     hidden = keras.layers.Dense(hidden_units, activation="relu", name="signal_hidden")
     signal_logit = keras.layers.Dense(1, name="signal_logit")
@@ -165,11 +175,15 @@ def _build(texts_for_vocab: Sequence[str], max_tokens: int, seed: int, hidden_un
     def head(words: Any, flags: Any) -> Any:
         return probability(logit([word_logit(words), signal_logit(hidden(flags))]))
 
-    inputs = keras.Input(shape=(), dtype="string", name=TEXT_COLUMN)
-    model = keras.Model(inputs, head(vectorize(inputs), signals(inputs)), name="ai_tweet_classifier")
-    words_in = keras.Input(shape=(vectorize.vocabulary_size(),), sparse=True, name="words")
-    flags_in = keras.Input(shape=(signals.compute_output_shape((None,))[1],), name="signals")
-    return model, keras.Model([words_in, flags_in], head(words_in, flags_in), name="head")
+    return head
+
+
+def _head_model(head: Callable[[Any, Any], Any], vocabulary_size: int, signal_count: int) -> keras.Model:
+    import keras
+
+    words_in = keras.Input(shape=(vocabulary_size,), sparse=True, name="words")
+    flags_in = keras.Input(shape=(signal_count,), name="signals")
+    return keras.Model([words_in, flags_in], head(words_in, flags_in), name="head")
 
 
 def _features(model: keras.Model, texts: Sequence[Any]) -> tuple[Any, Any]:
@@ -249,19 +263,43 @@ def _targets(values: Iterable[float], name: str) -> np.ndarray:
     return array
 
 
-def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The probability cut-off (`p >= t` is AI) with the best F1 on these labels; 0.5 if
-    the labels hold no positive example."""
+def choose_threshold(probabilities: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The probability cut-off (`p >= t` is AI) with the best F1 on these labels, each row
+    counted `weights` times (default once); 0.5 if the labels hold no positive example."""
     from sklearn.metrics import precision_recall_curve
 
     labels = np.asarray(labels).astype(int)
     if not labels.any():
         return DEFAULT_THRESHOLD
-    precision, recall, thresholds = precision_recall_curve(labels, probabilities)
+    precision, recall, thresholds = precision_recall_curve(labels, probabilities, sample_weight=weights)
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     f1 = np.divide(2 * precision * recall, precision + recall,
                    out=np.zeros_like(precision), where=(precision + recall) > 0)
     return float(thresholds[int(np.argmax(f1))])
+
+
+def _out_of_fold(model: keras.Model, texts: Sequence[Any], targets: np.ndarray, weights: np.ndarray,
+                 dev: tuple[Any, np.ndarray], folds: int, fit: Callable[[keras.Model, Any, Any], None],
+                 hidden_units: int, l2: float, seed: int) -> np.ndarray:
+    """P(AI) for each training row from a head fitted without it: the rows are dealt into
+    `folds` folds (seeded), and each fold is scored by a head fitted on the others. The text
+    processing is `model`'s (its vocabulary was adapted on every training text: no label is seen)."""
+    import keras
+
+    fold_of = np.random.default_rng(seed).integers(0, folds, len(targets))
+    cleaned = np.asarray(_clean(texts), dtype=object)
+    scores = np.zeros(len(targets))
+    vocabulary_size = model.get_layer("vectorize").vocabulary_size()
+    signal_count = model.get_layer("signals").compute_output_shape((None,))[1]
+    for fold in range(folds):
+        held = fold_of == fold
+        if not held.any() or held.all():
+            continue
+        keras.utils.set_random_seed(seed + 1 + fold)
+        head = _head_model(_head_layers(hidden_units, l2), vocabulary_size, signal_count)
+        fit(head, (_features(model, cleaned[~held].tolist()), targets[~held], weights[~held]), dev)
+        scores[held] = _head_probabilities(head, _features(model, cleaned[held].tolist()))
+    return scores
 
 
 def train(train_texts: Sequence[Any], train_targets: Iterable[float],
@@ -269,7 +307,8 @@ def train(train_texts: Sequence[Any], train_targets: Iterable[float],
           epochs: int = 30, batch_size: int = 256, seed: int = 0, *,
           train_weights: Iterable[float] | None = None, train_labels: Iterable[int] | None = None,
           dev_labels: Iterable[int] | None = None, learning_rate: float = 3e-3, patience: int = 3,
-          max_tokens: int = 50_000, hidden_units: int = 16, l2: float = 1e-3, verbose: int = 0) -> TrainedModel:
+          max_tokens: int = 50_000, hidden_units: int = 16, l2: float = 1e-3, threshold_folds: int = 0,
+          verbose: int = 0) -> TrainedModel:
     """Fit the model on soft (weak_prob in [0, 1]) or hard (gold 0/1) targets, each row weighted
     by `train_weights` (gold labels count more than weak ones; default 1).
 
@@ -278,7 +317,10 @@ def train(train_texts: Sequence[Any], train_targets: Iterable[float],
     (`dev_labels`, else `dev_targets >= 0.5`) on dev, and on train too when `train_labels` are
     given: AI tweets are rare, and dev alone holds too few of them to place a threshold. The
     L2 penalty keeps the model from fitting its training rows much better than new ones, so
-    that a threshold placed on them holds on new tweets.
+    that a threshold placed on them holds on new tweets. With `threshold_folds` (and
+    `train_labels`), the threshold is placed instead on out-of-fold predictions for the
+    training rows, weighted like them (`_out_of_fold`): the train stage does so once people's
+    labels are among them, whose weight pulls the model's own rows away from the boundary.
     """
     import keras
 
@@ -294,21 +336,39 @@ def train(train_texts: Sequence[Any], train_targets: Iterable[float],
                        "l2": l2, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "patience": patience, "seed": seed}
     model, head = _build(train_texts, max_tokens, seed, hidden_units, l2)
-    head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     # shuffle=False: the training dataset reshuffles itself each epoch, seeded. The head shares
     # its layers with the model, so the model ends with the weights fitted here.
     train_features, dev_features = _features(model, train_texts), _features(model, dev_texts)
-    history = head.fit(_as_dataset(train_features, train_y, batch_size, seed, weights),
-                       validation_data=_as_dataset(dev_features, dev_y, PREDICT_BATCH_ROWS, None),
-                       epochs=epochs, callbacks=[stop], shuffle=False, verbose=verbose)
-    hard = (np.asarray(list(dev_labels)) if dev_labels is not None else dev_y >= 0.5).astype(int)
-    probabilities = _head_probabilities(head, dev_features)
-    if train_labels is not None:
-        hard = np.concatenate([hard, np.asarray(list(train_labels)).astype(int)])
-        probabilities = np.concatenate([probabilities, _head_probabilities(head, train_features)])
-    threshold = choose_threshold(probabilities, hard)
-    hyperparameters["best_epoch"] = stop.best_epoch + 1
+
+    def fit(head: keras.Model, train_part: tuple, dev_part: tuple) -> tuple[Any, int]:
+        """Fits `head`; returns its history and the best epoch (whose weights it keeps)."""
+        head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+        features, targets, row_weights = train_part
+        history = head.fit(_as_dataset(features, targets, batch_size, seed, row_weights),
+                           validation_data=_as_dataset(*dev_part, PREDICT_BATCH_ROWS, None),
+                           epochs=epochs, callbacks=[stop], shuffle=False, verbose=verbose)
+        return history, stop.best_epoch
+
+    history, best_epoch = fit(head, (train_features, train_y, weights), (dev_features, dev_y))
+    if threshold_folds > 1 and train_labels is not None:
+        # Rows a model was fitted on (a person's label weighs five) sit further from the
+        # boundary than new tweets: the threshold is placed on predictions for rows each
+        # model did not see, weighted as in training.
+        hard = np.asarray(list(train_labels)).astype(int)
+        probabilities = _out_of_fold(model, train_texts, train_y, weights, (dev_features, dev_y), threshold_folds,
+                                     fit, hidden_units, l2, seed)
+        threshold = choose_threshold(probabilities, hard, weights)
+        hyperparameters["threshold_from"] = f"out-of-fold predictions on the training rows ({threshold_folds} folds)"
+    else:
+        hard = (np.asarray(list(dev_labels)) if dev_labels is not None else dev_y >= 0.5).astype(int)
+        probabilities = _head_probabilities(head, dev_features)
+        if train_labels is not None:
+            hard = np.concatenate([hard, np.asarray(list(train_labels)).astype(int)])
+            probabilities = np.concatenate([probabilities, _head_probabilities(head, train_features)])
+        threshold = choose_threshold(probabilities, hard)
+        hyperparameters["threshold_from"] = "predictions on dev" + (" and train" if train_labels is not None else "")
+    hyperparameters["best_epoch"] = best_epoch + 1
     hyperparameters["vocabulary_size"] = model.get_layer("vectorize").vocabulary_size()
     curves = {name: [float(value) for value in values] for name, values in history.history.items()}
     return TrainedModel(model, curves, threshold, hyperparameters)

@@ -190,6 +190,39 @@ def test_the_threshold_is_chosen_on_dev_and_stored(data: dict[str, Any], trained
     assert artifacts == {"plots/pr_curve.png", "plots/confusion_matrix.png"}
 
 
+def test_a_row_counted_five_times_moves_the_threshold_as_five_rows_would() -> None:
+    probabilities = np.array([0.9, 0.8, 0.6, 0.4, 0.3])
+    labels = np.array([1, 1, 0, 1, 0])
+    weights = np.array([1, 1, 5, 1, 1])
+    repeated = np.repeat(np.arange(5), weights)
+    assert classifier.choose_threshold(probabilities, labels) == pytest.approx(0.4)
+    assert classifier.choose_threshold(probabilities, labels, weights) == pytest.approx(
+        classifier.choose_threshold(probabilities[repeated], labels[repeated])) == pytest.approx(0.8)
+
+
+def test_with_folds_the_threshold_is_placed_on_predictions_for_rows_no_model_saw(data: dict[str, Any]) -> None:
+    """Weak targets with errors, and people's labels (weight 5) on some rows, as the train stage
+    gives them: the threshold from out-of-fold predictions holds on the test split."""
+    rng = np.random.default_rng(1)
+    truth = data["labels"][TRAIN]
+    targets = data["soft"][TRAIN].copy()
+    wrong = rng.random(len(targets)) < 0.1
+    targets[wrong] = 1 - targets[wrong]
+    gold = rng.random(len(targets)) < 0.1
+    targets[gold] = truth[gold]
+    labels = np.where(gold, truth, targets >= 0.5).astype(int)
+    options = {"epochs": 4, "train_labels": labels, "train_weights": np.where(gold, 5.0, 1.0)}
+    plain = _train(data, targets, **options)
+    folded = _train(data, targets, threshold_folds=3, **options)
+    assert plain.hyperparameters["threshold_from"] == "predictions on dev and train"
+    assert folded.hyperparameters["threshold_from"] == "out-of-fold predictions on the training rows (3 folds)"
+    texts = data["texts"][TEST]
+    assert np.allclose(plain.predict(texts), folded.predict(texts), atol=1e-5), "the same model, seeded"
+    assert folded.threshold != pytest.approx(plain.threshold), "a threshold of its own"
+    metrics = classifier.evaluate(folded.predict(texts), data["labels"][TEST], folded.threshold)
+    assert metrics["f1"] >= 0.85, metrics
+
+
 def test_the_champion_pyfunc_matches_the_keras_model(data: dict[str, Any], trained: dict[str, Any],
                                                      registry: dict[str, Any]) -> None:
     champion = classifier.load_classifier(f"models:/{registry['name']}@champion")
