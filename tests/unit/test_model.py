@@ -117,12 +117,11 @@ def _train(data: dict[str, Any], targets: np.ndarray, **options: Any) -> classif
 
 @pytest.fixture(scope="module")
 def trained(data: dict[str, Any]) -> dict[str, classifier.TrainedModel]:
-    """The real model on soft targets, an under-trained one (one epoch at a tiny learning rate, and
-    trigram weights held near zero by a strong penalty), and one fit to shuffled labels (its
-    signal features still leave an F1 of about 0.4)."""
+    """The real model on soft targets, an under-trained one (one epoch at a tiny learning rate),
+    and one fit to shuffled labels (its signal features still leave an F1 of about 0.4)."""
     shuffled = np.random.default_rng(0).permutation(data["soft"])
     return {"good": _train(data, data["soft"], epochs=8),
-            "weak": _train(data, data["soft"], epochs=1, learning_rate=1e-4, char_c=1e-6),
+            "weak": _train(data, data["soft"], epochs=1, learning_rate=1e-4),
             "shuffled": _train(data, shuffled, epochs=1)}
 
 
@@ -393,17 +392,3 @@ def test_with_approval_a_better_version_waits_and_a_person_decides(
         classifier.approve_promotion(client, name, fourth.version, "alice")
     assert champion() == fifth.version
     assert client.get_model_version(name, fourth.version).tags["promotion.review"] == "expired"
-
-
-def test_character_trigrams_are_unit_length_and_see_inside_hashtags() -> None:
-    import tensorflow as tf
-
-    layer = classifier._char_layer()()
-    rows = layer(tf.constant(["#DeepLearning for all", "learning", "", "deep learning"]))
-    dense = tf.sparse.to_dense(rows).numpy()
-    assert dense.shape == (4, classifier.CHAR_BUCKETS)
-    np.testing.assert_allclose(np.linalg.norm(dense, axis=1), [1.0, 1.0, 0.0, 1.0], atol=1e-6)
-    buckets = [set(np.flatnonzero(row)) for row in dense]
-    # " learning " has 8 trigrams, "#deeplearning" holds all but the first (" le")
-    assert len(buckets[0] & buckets[1]) >= 7
-    assert buckets[1] < buckets[3]
