@@ -20,6 +20,7 @@ import json
 import math
 import os
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -122,29 +123,77 @@ def _signal_layer() -> type:
 
 
 _SIGNAL_LAYER: type | None = None
+CHAR_BUCKETS = 2 ** 18  # hashed character trigrams: few collisions among the ~100,000 seen in 10,000 tweets
+
+
+def _char_layer() -> type:
+    """The Keras layer of character trigrams, created on first use (as `_signal_layer`)."""
+    global _CHAR_LAYER
+    if _CHAR_LAYER is None:
+        import keras
+        import tensorflow as tf
+
+        class CharTrigrams(keras.layers.Layer):
+            """Raw texts (shape (None,)) → which character trigrams each standardized word has
+            (`standardize_tweet`, each word padded with a space on both sides), hashed into
+            `buckets` and scaled to unit length: a sparse row per text. Sees inside hashtags,
+            handles and compound or misspelled words (#deeplearning, @OpenAI_news,
+            neuralnet), which whole words do not."""
+
+            def __init__(self, buckets: int = CHAR_BUCKETS, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                self.buckets = buckets
+
+            def call(self, texts: Any) -> Any:
+                words = tf.strings.split(standardize_tweet(tf.reshape(texts, [-1])))
+                padded = tf.ragged.map_flat_values(lambda flat: tf.strings.join([" ", flat, " "]), words)
+                grams = tf.strings.ngrams(tf.strings.unicode_split(padded, "UTF-8"), 3, separator="")
+                ids = tf.strings.to_hash_bucket_fast(grams.merge_dims(1, 2), self.buckets)
+                present = tf.sparse.bincount(ids, minlength=self.buckets, maxlength=self.buckets,
+                                             binary_output=True, axis=-1)
+                rows = present.indices[:, 0]
+                counts = tf.math.unsorted_segment_sum(tf.ones_like(rows, "float32"), rows,
+                                                      tf.cast(present.dense_shape[0], "int32"))
+                return tf.sparse.SparseTensor(present.indices, tf.gather(tf.math.rsqrt(tf.maximum(counts, 1.0)), rows),
+                                              present.dense_shape)
+
+            def compute_output_shape(self, input_shape: Any) -> tuple:
+                return (input_shape[0], self.buckets)
+
+            def get_config(self) -> dict[str, Any]:
+                return {**super().get_config(), "buckets": self.buckets}
+
+        _CHAR_LAYER = CharTrigrams
+    return _CHAR_LAYER
+
+
+_CHAR_LAYER: type | None = None
 
 
 def build_model(texts_for_vocab: Sequence[str], max_tokens: int = 50_000, seed: int = 0, hidden_units: int = 16,
                 l2: float = 1e-6) -> keras.Model:
-    """The classifier, raw strings (shape (None,)) in, P(AI) out; two views of the text:
+    """The classifier, raw strings (shape (None,)) in, P(AI) out; three views of the text:
 
     - words: which words and word pairs a tweet has (multi-hot; `standardize_tweet`: links become their domain,
       hashtags and mentions stay themselves; vocabulary adapted here on `texts_for_vocab`) →
       one logit, as a logistic regression;
+    - character trigrams of each word (`CharTrigrams`, hashed, unit length) → one logit, as a
+      logistic regression: the insides of hashtags, handles and words never seen whole;
     - signals: the labeling functions' vocabulary as RE2 signals, with entity counts
       (`TweetSignals`) → a small hidden layer → one logit, so that the model can learn how
       the signals combine (an acronym beside one of its other senses, spam around an #AI).
 
-    The two logits add up before the sigmoid. Everything runs in the TensorFlow graph: serving
+    The words' and signals' logits add up; the trigrams' logit is fitted on its own, and the
+    two are averaged before the sigmoid (`_Heads`). Everything runs in the TensorFlow graph: serving
     needs only the saved `.keras` file.
     """
     return _build(texts_for_vocab, max_tokens, seed, hidden_units, l2)[0]
 
 
 def _build(texts_for_vocab: Sequence[str], max_tokens: int, seed: int, hidden_units: int,
-           l2: float) -> tuple[keras.Model, keras.Model]:
-    """`build_model`'s model, and its head: the same layers after the text processing, taking
-    the multi-hot words and the signals as inputs. Training fits the head on features computed
+           l2: float) -> tuple[keras.Model, _Heads]:
+    """`build_model`'s model, and its heads (`_Heads`): the layers after the text processing, taking
+    the multi-hot words, the signals and the trigrams as inputs. Training fits the heads on features computed
     once (`_features`): the text processing costs far more than the layers, and ran on every
     tweet in every epoch when the whole model was fitted."""
     import keras
@@ -156,53 +205,76 @@ def _build(texts_for_vocab: Sequence[str], max_tokens: int, seed: int, hidden_un
         name="vectorize")
     vectorize.adapt(tf.data.Dataset.from_tensor_slices(_clean(texts_for_vocab)).batch(PREDICT_BATCH_ROWS))
     signals = _signal_layer()(name="signals")
-    head = _head_layers(hidden_units, l2)
+    trigrams = _char_layer()(name="char_trigrams")
+    heads = _heads(hidden_units, l2, vectorize.vocabulary_size(), signals.compute_output_shape((None,))[1],
+                   trigrams.buckets)
     inputs = keras.Input(shape=(), dtype="string", name=TEXT_COLUMN)
-    model = keras.Model(inputs, head(vectorize(inputs), signals(inputs)), name="ai_tweet_classifier")
-    return model, _head_model(head, vectorize.vocabulary_size(), signals.compute_output_shape((None,))[1])
+    model = keras.Model(inputs, heads.full([vectorize(inputs), signals(inputs), trigrams(inputs)]),
+                        name="ai_tweet_classifier")
+    return model, heads
 
 
-def _head_layers(hidden_units: int, l2: float) -> Callable[[Any, Any], Any]:
-    """The layers after the text processing, as a function of (multi-hot words, signals)."""
+def _input_sizes(model: keras.Model) -> tuple[int, int, int]:
+    """The heads' input widths: vocabulary, signals, trigram buckets."""
+    return (model.get_layer("vectorize").vocabulary_size(),
+            model.get_layer("signals").compute_output_shape((None,))[1],
+            model.get_layer("char_trigrams").buckets)
+
+
+@dataclass
+class _Heads:
+    """The layers after the text processing as three models sharing them: `full` (multi-hot words,
+    signals, trigrams) → P(AI), the one served; `words` (words, signals) and `trigrams` alone,
+    each fitted on its own. `full` averages their logits: two models that err differently,
+    averaged, rank tweets better than either, and better than one fitted on both views at once
+    (measured: README, "Quality")."""
+
+    full: keras.Model
+    words: keras.Model
+    trigrams: keras.Model
+
+
+def _heads(hidden_units: int, l2: float, vocabulary_size: int, signal_count: int,
+           buckets: int) -> _Heads:
     import keras
 
     word_logit = keras.layers.Dense(1, kernel_regularizer=keras.regularizers.L2(l2), name="word_logit")
     hidden = keras.layers.Dense(hidden_units, activation="relu", name="signal_hidden")
     signal_logit = keras.layers.Dense(1, name="signal_logit")
-    logit = keras.layers.Add(name="logit")
-    probability = keras.layers.Activation("sigmoid", name=PROBABILITY_COLUMN)
-
-    def head(words: Any, flags: Any) -> Any:
-        return probability(logit([word_logit(words), signal_logit(hidden(flags))]))
-
-    return head
-
-
-def _head_model(head: Callable[[Any, Any], Any], vocabulary_size: int, signal_count: int) -> keras.Model:
-    import keras
-
+    words_and_signals = keras.layers.Add(name="words_and_signals")
+    char_logit = keras.layers.Dense(1, name="char_logit")  # fitted by `_fit_logistic`
     words_in = keras.Input(shape=(vocabulary_size,), sparse=True, name="words")
     flags_in = keras.Input(shape=(signal_count,), name="signals")
-    return keras.Model([words_in, flags_in], head(words_in, flags_in), name="head")
+    trigrams_in = keras.Input(shape=(buckets,), sparse=True, name="trigrams")
+    word_side = words_and_signals([word_logit(words_in), signal_logit(hidden(flags_in))])
+    char_side = char_logit(trigrams_in)
+    probability = keras.layers.Activation("sigmoid", name=PROBABILITY_COLUMN)
+    logit = keras.layers.Average(name="logit")([word_side, char_side])
+    return _Heads(
+        keras.Model([words_in, flags_in, trigrams_in], probability(logit), name="head"),
+        keras.Model([words_in, flags_in], keras.layers.Activation("sigmoid")(word_side), name="word_head"),
+        keras.Model(trigrams_in, keras.layers.Activation("sigmoid")(char_side), name="trigram_head"))
 
 
-def _features(model: keras.Model, texts: Sequence[Any]) -> tuple[Any, Any]:
-    """The head's inputs for `texts`: multi-hot words (sparse) and signals, computed once."""
+def _features(model: keras.Model, texts: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """The head's inputs for `texts`: multi-hot words (sparse), signals and trigrams (sparse), computed once."""
     import tensorflow as tf
 
     cleaned = _clean(texts)
-    vectorize, signals = model.get_layer("vectorize"), model.get_layer("signals")
+    vectorize, signals, trigrams = (model.get_layer(name) for name in ("vectorize", "signals", "char_trigrams"))
     chunks = [tf.constant(cleaned[start:start + PREDICT_BATCH_ROWS])
               for start in range(0, len(cleaned), PREDICT_BATCH_ROWS)]
-    words = tf.sparse.concat(0, [vectorize(chunk) for chunk in chunks])
-    return words, tf.concat([signals(chunk) for chunk in chunks], 0)
+    return (tf.sparse.concat(0, [vectorize(chunk) for chunk in chunks]),
+            tf.concat([signals(chunk) for chunk in chunks], 0),
+            tf.sparse.concat(0, [trigrams(chunk) for chunk in chunks]))
 
 
 def load_keras_model(path: str | Path) -> keras.Model:
     import keras
 
     return keras.models.load_model(path, custom_objects={"standardize_tweet": standardize_tweet,
-                                                         "TweetSignals": _signal_layer()})
+                                                         "TweetSignals": _signal_layer(),
+                                                         "CharTrigrams": _char_layer()})
 
 
 def _clean(texts: Iterable[Any]) -> list[str]:
@@ -211,14 +283,31 @@ def _clean(texts: Iterable[Any]) -> list[str]:
             for text in texts]
 
 
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled(model: keras.Model) -> Callable[[Any], Any]:
+    """`model`'s forward pass as one TensorFlow graph, traced once for any batch size (a 1-D
+    string input): three times the tweets per second of calling the model eagerly, which runs
+    its text processing op by op."""
+    import tensorflow as tf
+
+    forward = _COMPILED.get(model)
+    if forward is None:
+        forward = tf.function(lambda texts: model(texts, training=False),
+                              input_signature=[tf.TensorSpec([None], tf.string)])
+        _COMPILED[model] = forward
+    return forward
+
+
 def predict_probabilities(model: keras.Model, texts: Iterable[Any],
                           batch_rows: int = PREDICT_BATCH_ROWS) -> np.ndarray:
     """P(AI) for each text, float64 in [0, 1], in `batch_rows` chunks; None/NaN count as ''."""
     import tensorflow as tf
 
     cleaned = _clean(texts)
-    # An eager call per chunk: no tf.function to retrace for every new batch size.
-    chunks = [model(tf.constant(cleaned[start:start + batch_rows]), training=False).numpy()
+    forward = _compiled(model)
+    chunks = [forward(tf.constant(cleaned[start:start + batch_rows])).numpy()
               for start in range(0, len(cleaned), batch_rows)]
     if not chunks:
         return np.zeros(0, dtype=np.float64)
@@ -265,40 +354,63 @@ def _targets(values: Iterable[float], name: str) -> np.ndarray:
 
 def choose_threshold(probabilities: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
     """The probability cut-off (`p >= t` is AI) with the best F1 on these labels, each row
-    counted `weights` times (default once); 0.5 if the labels hold no positive example."""
-    from sklearn.metrics import precision_recall_curve
+    counted `weights` times (default once); 0.5 if the labels hold no positive example.
 
-    labels = np.asarray(labels).astype(int)
-    if not labels.any():
+    `labels` may be soft (P(AI) in [0, 1], as the LabelModel gives): the F1 is then the
+    expected one, 2·Σ_{p≥t} label / (#{p≥t} + Σ label), which is the F1 itself for 0/1 labels.
+    """
+    scores = np.asarray(probabilities, dtype=np.float64)
+    targets = np.asarray(labels, dtype=np.float64)
+    counts = np.ones_like(scores) if weights is None else np.asarray(weights, dtype=np.float64)
+    if not (targets * counts).any():
         return DEFAULT_THRESHOLD
-    precision, recall, thresholds = precision_recall_curve(labels, probabilities, sample_weight=weights)
-    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
-    f1 = np.divide(2 * precision * recall, precision + recall,
-                   out=np.zeros_like(precision), where=(precision + recall) > 0)
-    return float(thresholds[int(np.argmax(f1))])
+    order = np.argsort(-scores, kind="stable")
+    scores, hits, predicted = scores[order], np.cumsum((targets * counts)[order]), np.cumsum(counts[order])
+    last_of_tie = np.r_[scores[1:] != scores[:-1], True]  # a cut-off keeps all rows of equal score
+    f1 = 2 * hits[last_of_tie] / (predicted[last_of_tie] + hits[-1])
+    return float(scores[last_of_tie][int(np.argmax(f1))])
+
+
+def _fit_logistic(layer: Any, features: Any, targets: np.ndarray, weights: np.ndarray, c: float) -> None:
+    """Fit `layer` (Dense, one unit, on sparse `features`) as a logistic regression with L2
+    penalty 1/`c`, to convergence (scikit-learn's L-BFGS): soft targets as two weighted rows, one
+    per class. Fitted with Adam and early stopping like the words, the trigrams stopped far short
+    of it and added little (README, "Quality")."""
+    import scipy.sparse
+    from sklearn.linear_model import LogisticRegression
+
+    indices = features.indices.numpy()
+    matrix = scipy.sparse.csr_matrix((features.values.numpy(), (indices[:, 0], indices[:, 1])),
+                                     shape=tuple(features.dense_shape.numpy()))
+    classes = np.r_[np.ones(len(targets)), np.zeros(len(targets))]
+    row_weights = np.r_[weights * targets, weights * (1.0 - targets)]
+    if len(np.unique(classes[row_weights > 0])) < 2:  # one class only: nothing to tell apart
+        layer.set_weights([np.zeros((matrix.shape[1], 1), "float32"), np.zeros(1, "float32")])
+        return
+    fitted = LogisticRegression(C=c, max_iter=1000).fit(scipy.sparse.vstack([matrix, matrix]), classes,
+                                                         sample_weight=row_weights)
+    layer.set_weights([fitted.coef_.reshape(-1, 1).astype("float32"), fitted.intercept_.astype("float32")])
 
 
 def _out_of_fold(model: keras.Model, texts: Sequence[Any], targets: np.ndarray, weights: np.ndarray,
-                 dev: tuple[Any, np.ndarray], folds: int, fit: Callable[[keras.Model, Any, Any], None],
+                 dev: tuple[Any, np.ndarray], folds: int, fit: Callable[[_Heads, Any, Any], Any],
                  hidden_units: int, l2: float, seed: int) -> np.ndarray:
-    """P(AI) for each training row from a head fitted without it: the rows are dealt into
-    `folds` folds (seeded), and each fold is scored by a head fitted on the others. The text
+    """P(AI) for each training row from heads fitted without it: the rows are dealt into
+    `folds` folds (seeded), and each fold is scored by heads fitted on the others. The text
     processing is `model`'s (its vocabulary was adapted on every training text: no label is seen)."""
     import keras
 
     fold_of = np.random.default_rng(seed).integers(0, folds, len(targets))
     cleaned = np.asarray(_clean(texts), dtype=object)
     scores = np.zeros(len(targets))
-    vocabulary_size = model.get_layer("vectorize").vocabulary_size()
-    signal_count = model.get_layer("signals").compute_output_shape((None,))[1]
     for fold in range(folds):
         held = fold_of == fold
         if not held.any() or held.all():
             continue
         keras.utils.set_random_seed(seed + 1 + fold)
-        head = _head_model(_head_layers(hidden_units, l2), vocabulary_size, signal_count)
-        fit(head, (_features(model, cleaned[~held].tolist()), targets[~held], weights[~held]), dev)
-        scores[held] = _head_probabilities(head, _features(model, cleaned[held].tolist()))
+        heads = _heads(hidden_units, l2, *_input_sizes(model))
+        fit(heads, (_features(model, cleaned[~held].tolist()), targets[~held], weights[~held]), dev)
+        scores[held] = _head_probabilities(heads.full, _features(model, cleaned[held].tolist()))
     return scores
 
 
@@ -307,7 +419,8 @@ def train(train_texts: Sequence[Any], train_targets: Iterable[float],
           epochs: int = 30, batch_size: int = 256, seed: int = 0, *,
           train_weights: Iterable[float] | None = None, train_labels: Iterable[int] | None = None,
           dev_labels: Iterable[int] | None = None, learning_rate: float = 3e-3, patience: int = 3,
-          max_tokens: int = 50_000, hidden_units: int = 16, l2: float = 1e-3, threshold_folds: int = 0,
+          max_tokens: int = 50_000, hidden_units: int = 16, l2: float = 1e-3, char_c: float = 4.0,
+          threshold_folds: int = 0,
           verbose: int = 0) -> TrainedModel:
     """Fit the model on soft (weak_prob in [0, 1]) or hard (gold 0/1) targets, each row weighted
     by `train_weights` (gold labels count more than weak ones; default 1).
@@ -319,8 +432,11 @@ def train(train_texts: Sequence[Any], train_targets: Iterable[float],
     L2 penalty keeps the model from fitting its training rows much better than new ones, so
     that a threshold placed on them holds on new tweets. With `threshold_folds` (and
     `train_labels`), the threshold is placed instead on out-of-fold predictions for the
-    training rows, weighted like them (`_out_of_fold`): the train stage does so once people's
-    labels are among them, whose weight pulls the model's own rows away from the boundary.
+    training rows (`_out_of_fold`): the train stage does so once people's labels are among
+    them, whose weight pulls the model's own rows away from the boundary. There it maximizes
+    the expected F1 against `train_targets`, each row counted once: people's labels where
+    given, the LabelModel's probability elsewhere (rounding that at 0.5 turns every doubt into
+    a certainty, and placed the threshold worse on the development set: README, "Quality").
     """
     import keras
 
@@ -332,33 +448,43 @@ def train(train_texts: Sequence[Any], train_targets: Iterable[float],
         raise ValueError("each text needs exactly one target (and weight): the lengths differ")
     if not len(train_y) or not len(dev_y):
         raise ValueError("training needs at least one train and one dev example")
-    hyperparameters = {"architecture": "words+signals", "max_tokens": max_tokens, "hidden_units": hidden_units,
-                       "l2": l2, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+    hyperparameters = {"architecture": "words+signals, trigrams", "max_tokens": max_tokens,
+                       "hidden_units": hidden_units, "l2": l2, "char_c": char_c, "char_buckets": CHAR_BUCKETS,
+                       "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                        "patience": patience, "seed": seed}
-    model, head = _build(train_texts, max_tokens, seed, hidden_units, l2)
-    # shuffle=False: the training dataset reshuffles itself each epoch, seeded. The head shares
-    # its layers with the model, so the model ends with the weights fitted here.
+    model, heads = _build(train_texts, max_tokens, seed, hidden_units, l2)
+    head = heads.full
+    # shuffle=False: the training dataset reshuffles itself each epoch, seeded. The heads share
+    # their layers with the model, so the model ends with the weights fitted here.
     train_features, dev_features = _features(model, train_texts), _features(model, dev_texts)
 
-    def fit(head: keras.Model, train_part: tuple, dev_part: tuple) -> tuple[Any, int]:
-        """Fits `head`; returns its history and the best epoch (whose weights it keeps)."""
-        head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+    def fit_one(one: keras.Model, features: Any, targets: np.ndarray, row_weights: np.ndarray,
+                dev_part: tuple) -> tuple[dict[str, list[float]], int]:
+        one.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-        features, targets, row_weights = train_part
-        history = head.fit(_as_dataset(features, targets, batch_size, seed, row_weights),
-                           validation_data=_as_dataset(*dev_part, PREDICT_BATCH_ROWS, None),
-                           epochs=epochs, callbacks=[stop], shuffle=False, verbose=verbose)
-        return history, stop.best_epoch
+        history = one.fit(_as_dataset(features, targets, batch_size, seed, row_weights),
+                          validation_data=_as_dataset(*dev_part, PREDICT_BATCH_ROWS, None),
+                          epochs=epochs, callbacks=[stop], shuffle=False, verbose=verbose)
+        return history.history, stop.best_epoch
 
-    history, best_epoch = fit(head, (train_features, train_y, weights), (dev_features, dev_y))
+    def fit(fitted: _Heads, train_part: tuple, dev_part: tuple) -> tuple[dict[str, list[float]], int]:
+        """Fits the words and the trigrams heads, each on its own; returns the words head's
+        curves and best epoch (whose weights it keeps)."""
+        (words, flags, trigrams), targets, row_weights = train_part
+        (dev_words, dev_flags, dev_trigrams), dev_targets = dev_part
+        word_curves, word_best = fit_one(fitted.words, (words, flags), targets, row_weights,
+                                         ((dev_words, dev_flags), dev_targets))
+        _fit_logistic(fitted.trigrams.get_layer("char_logit"), trigrams, targets, row_weights, char_c)
+        return word_curves, word_best
+
+    history, best_epoch = fit(heads, (train_features, train_y, weights), (dev_features, dev_y))
     if threshold_folds > 1 and train_labels is not None:
         # Rows a model was fitted on (a person's label weighs five) sit further from the
         # boundary than new tweets: the threshold is placed on predictions for rows each
-        # model did not see, weighted as in training.
-        hard = np.asarray(list(train_labels)).astype(int)
+        # model did not see, counted once each, as new tweets will come.
         probabilities = _out_of_fold(model, train_texts, train_y, weights, (dev_features, dev_y), threshold_folds,
                                      fit, hidden_units, l2, seed)
-        threshold = choose_threshold(probabilities, hard, weights)
+        threshold = choose_threshold(probabilities, train_y)
         hyperparameters["threshold_from"] = f"out-of-fold predictions on the training rows ({threshold_folds} folds)"
     else:
         hard = (np.asarray(list(dev_labels)) if dev_labels is not None else dev_y >= 0.5).astype(int)
@@ -370,7 +496,7 @@ def train(train_texts: Sequence[Any], train_targets: Iterable[float],
         hyperparameters["threshold_from"] = "predictions on dev" + (" and train" if train_labels is not None else "")
     hyperparameters["best_epoch"] = best_epoch + 1
     hyperparameters["vocabulary_size"] = model.get_layer("vectorize").vocabulary_size()
-    curves = {name: [float(value) for value in values] for name, values in history.history.items()}
+    curves = {name: [float(value) for value in values] for name, values in history.items()}
     return TrainedModel(model, curves, threshold, hyperparameters)
 
 

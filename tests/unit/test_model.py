@@ -117,11 +117,12 @@ def _train(data: dict[str, Any], targets: np.ndarray, **options: Any) -> classif
 
 @pytest.fixture(scope="module")
 def trained(data: dict[str, Any]) -> dict[str, classifier.TrainedModel]:
-    """The real model on soft targets, an under-trained one (one epoch at a tiny learning rate),
-    and one fit to shuffled labels (its signal features still leave an F1 of about 0.4)."""
+    """The real model on soft targets, an under-trained one (one epoch at a tiny learning rate, and
+    trigram weights held near zero by a strong penalty), and one fit to shuffled labels (its
+    signal features still leave an F1 of about 0.4)."""
     shuffled = np.random.default_rng(0).permutation(data["soft"])
     return {"good": _train(data, data["soft"], epochs=8),
-            "weak": _train(data, data["soft"], epochs=1, learning_rate=1e-4),
+            "weak": _train(data, data["soft"], epochs=1, learning_rate=1e-4, char_c=1e-6),
             "shuffled": _train(data, shuffled, epochs=1)}
 
 
@@ -198,6 +199,32 @@ def test_a_row_counted_five_times_moves_the_threshold_as_five_rows_would() -> No
     assert classifier.choose_threshold(probabilities, labels) == pytest.approx(0.4)
     assert classifier.choose_threshold(probabilities, labels, weights) == pytest.approx(
         classifier.choose_threshold(probabilities[repeated], labels[repeated])) == pytest.approx(0.8)
+
+
+def test_on_soft_labels_the_threshold_maximizes_the_expected_f1() -> None:
+    probabilities = np.array([0.9, 0.8, 0.6, 0.3])
+    # expected F1 = 2·Σ_{p≥t} q / (#{p≥t} + Σ q): 2/3, 3/4, 4/5, 2/3 at 0.9, 0.8, 0.6, 0.3
+    assert classifier.choose_threshold(probabilities, np.array([1.0, 0.5, 0.5, 0.0])) == pytest.approx(0.6)
+    # two tweets the LabelModel finds 40 % likely AI: as doubts they keep the threshold at 0.6;
+    # rounded to "not AI" they would pull it up to 0.9
+    doubts = np.array([1.0, 0.4, 0.4, 0.0])
+    assert classifier.choose_threshold(probabilities, doubts) == pytest.approx(0.6)
+    assert classifier.choose_threshold(probabilities, (doubts >= 0.5).astype(int)) == pytest.approx(0.9)
+    assert classifier.choose_threshold(probabilities, np.zeros(4)) == classifier.DEFAULT_THRESHOLD
+
+
+def test_on_hard_labels_the_threshold_is_the_best_f1_of_the_precision_recall_curve() -> None:
+    from sklearn.metrics import precision_recall_curve
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        probabilities = np.round(rng.random(200), 2)  # ties, as many rows score alike
+        labels = (rng.random(200) < probabilities).astype(int)
+        weights = rng.integers(1, 6, 200).astype(float)
+        precision, recall, thresholds = precision_recall_curve(labels, probabilities, sample_weight=weights)
+        f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+        assert classifier.choose_threshold(probabilities, labels, weights) == pytest.approx(
+            thresholds[int(np.argmax(f1))])
 
 
 def test_with_folds_the_threshold_is_placed_on_predictions_for_rows_no_model_saw(data: dict[str, Any]) -> None:
@@ -392,3 +419,17 @@ def test_with_approval_a_better_version_waits_and_a_person_decides(
         classifier.approve_promotion(client, name, fourth.version, "alice")
     assert champion() == fifth.version
     assert client.get_model_version(name, fourth.version).tags["promotion.review"] == "expired"
+
+
+def test_character_trigrams_are_unit_length_and_see_inside_hashtags() -> None:
+    import tensorflow as tf
+
+    layer = classifier._char_layer()()
+    rows = layer(tf.constant(["#DeepLearning for all", "learning", "", "deep learning"]))
+    dense = tf.sparse.to_dense(rows).numpy()
+    assert dense.shape == (4, classifier.CHAR_BUCKETS)
+    np.testing.assert_allclose(np.linalg.norm(dense, axis=1), [1.0, 1.0, 0.0, 1.0], atol=1e-6)
+    buckets = [set(np.flatnonzero(row)) for row in dense]
+    # " learning " has 8 trigrams, "#deeplearning" holds all but the first (" le")
+    assert len(buckets[0] & buckets[1]) >= 7
+    assert buckets[1] < buckets[3]
