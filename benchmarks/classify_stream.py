@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
+from ai_tweets import classify
 from ai_tweets.capture import produce_tweets
 from ai_tweets.storage import connect
 from ai_tweets_devkit.models import ModelServer, free_port, register_model
@@ -44,16 +45,23 @@ def _env(base: dict, topic: str) -> dict:
 
 
 def _job(env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "classify.py"), *args],
-                            env={**os.environ, **env, "PYTHONPATH": str(ROOT / "include")},
-                            start_new_session=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    """The classify job on `env`'s topic; its output goes to classify.log in the topic's DATA_DIR."""
+    log = Path(env["DATA_DIR"]) / "classify.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "spark_jobs" / "classify.py"), *args],
+                                env={**os.environ, **env, "PYTHONPATH": str(ROOT / "include")},
+                                start_new_session=True, stderr=subprocess.STDOUT, stdout=out)
+
+
+def _query(settings, sql: str, parameters: tuple) -> list[tuple]:
+    with connect(settings) as conn:
+        return conn.execute(sql, parameters).fetchall()
 
 
 def _batches(settings, topic: str) -> list[tuple]:
-    name = f"classify_{topic}".replace("-", "_").replace(".", "_")
-    with connect(settings) as conn:
-        return conn.execute("SELECT rows_in, latency_ms, finished_at FROM classify_batches WHERE query_name = %s "
-                            "ORDER BY batch_id", (name,)).fetchall()
+    return _query(settings, "SELECT rows_in, latency_ms, finished_at FROM classify_batches WHERE query_name = %s "
+                  "ORDER BY batch_id", (classify.query_name(settings),))
 
 
 def _streaming_rate(settings, topic: str) -> tuple[int, float]:
@@ -66,16 +74,34 @@ def _streaming_rate(settings, topic: str) -> tuple[int, float]:
     return sum(b[0] for b in rows), total / max(steady[-1][2].timestamp() - began, 1e-9)
 
 
+def _fresh_seed() -> int:
+    """A generator seed no earlier run used (likely): tweets of an earlier run would already be
+    in ai_tweets and only hit the ON CONFLICT path (and keep their old produced_at). Not from
+    the `random` module, which training seeds (keras.utils.set_random_seed)."""
+    return secrets.randbelow(60_000)
+
+
+def _check_written(settings, topic: str, since: float) -> None:
+    """Every AI row the job's batches report is a new row of ai_tweets, or the figures are off."""
+    reported = sum(ai for ai, in _query(settings, "SELECT ai_rows FROM classify_batches WHERE query_name = %s",
+                                        (classify.query_name(settings),)))
+    written = _query(settings, "SELECT count(*) FROM ai_tweets WHERE produced_at >= to_timestamp(%s)", (since,))[0][0]
+    if written < reported:
+        raise SystemExit(f"{topic}: the job reported {reported:,} AI rows but wrote {written:,} new ones: its "
+                         "tweets were already in ai_tweets (a seed of an earlier run), so it measured the "
+                         "conflict path; run again")
+
+
 def throughput(base: dict, tweets: int, *extra: str) -> tuple[int, float]:
     topic = f"bench-classify-{uuid.uuid4().hex[:8]}"
     env = _env(base, topic)
     settings = load_settings(env)
-    # A fresh seed: tweets of an earlier run would already be in ai_tweets and only hit the
-    # ON CONFLICT path (and keep their old produced_at).
-    produce_tweets("generate", count=tweets, seed=random.randrange(60_000), settings=settings)
+    since = time.time()
+    produce_tweets("generate", count=tweets, seed=_fresh_seed(), settings=settings)
     job = _job(env, "--available-now", *extra)
     if job.wait() != 0:
-        raise SystemExit(f"classify job failed ({' '.join(extra)})")
+        raise SystemExit(f"classify job failed ({' '.join(extra)}); see {env['DATA_DIR']}/classify.log")
+    _check_written(settings, topic, since)
     return _streaming_rate(settings, topic)
 
 
@@ -102,10 +128,19 @@ def latency(base: dict, rate: float, seconds: float) -> dict:
     settings = load_settings(env)
     produce_tweets("generate", count=100, seed=72, settings=settings)  # create the topic
     job = _job(env, "--trigger-seconds", "0.5", "--starting-offsets", "latest")
-    time.sleep(25)  # Spark start-up, first empty batches
+    # The job reads from the latest offset it finds when its query starts: a few tweets at a
+    # time until one of its batches has rows, so that the measured ones are all read.
+    deadline = time.monotonic() + 300
+    while not any(rows for rows, *_ in _batches(settings, topic)):
+        if job.poll() is not None or time.monotonic() > deadline:
+            os.killpg(job.pid, signal.SIGTERM)
+            raise SystemExit(f"latency: the classify job {'stopped' if job.poll() is not None else 'read nothing'}"
+                             f" within 300 s; see {env['DATA_DIR']}/classify.log")
+        produce_tweets("generate", count=10, seed=_fresh_seed(), settings=settings)
+        time.sleep(2)
     started = time.time()
     stop = threading.Event()
-    report = produce_tweets("generate", seconds=seconds, seed=random.randrange(60_000), rate=rate,
+    report = produce_tweets("generate", seconds=seconds, seed=_fresh_seed(), rate=rate,
                             settings=settings, stop=stop)
     time.sleep(10)  # the last batches
     os.killpg(job.pid, signal.SIGTERM)
@@ -116,6 +151,9 @@ def latency(base: dict, rate: float, seconds: float) -> dict:
             "(ORDER BY extract(epoch FROM classified_at - produced_at)), count(*) FROM ai_tweets "
             "WHERE produced_at >= to_timestamp(%s)", (started,)).fetchone()
     p50, p95 = rows[0] or (None, None)
+    if not rows[1]:
+        raise SystemExit(f"latency: no AI row of the {report['delivered']:,} tweets sent was committed; "
+                         f"see {env['DATA_DIR']}/classify.log")
     return {"sent": report["delivered"], "achieved_rate": report["tweets_per_second"], "ai_rows": rows[1],
             "p50_s": p50, "p95_s": p95}
 
