@@ -168,12 +168,15 @@ def _handles(x: Any) -> list[str]:
 
 
 def _is_spam(x: Any) -> bool:
-    """A crypto pitch, or three or more hashtags with crypto, job-board or shop tags or phrases."""
-    if _stats(x.text).crypto_pitch:
+    """A crypto pitch, or three or more hashtags with crypto, job-board or shop tags or phrases
+    whose words (hashtags aside) name no AI or data-science subject: an ad for a data scientist
+    is an AI job (the labeling guide), a software job tagged #AI is not."""
+    stats = _stats(x.text)
+    if stats.crypto_pitch:
         return True
     tags = list(_hashtags(x))
     return len(tags) >= 3 and (any(tag.lower() in vocab.SPAM_TAGS for tag in tags)
-                               or _SPAM_TEXT.search(x.text) is not None)
+                               or _SPAM_TEXT.search(x.text) is not None) and not _STRONG_AI.search(stats.prose)
 
 
 # --- labeling functions --------------------------------------------------------------------------

@@ -36,6 +36,7 @@ DATA_SCIENCE_PHRASES = (
     r"data[\s-]+scien(?:ce|tists?)", r"predictive[\s-]+(?:analytics|model(?:l?ing|s)?)", r"data[\s-]+mining",
     r"feature[\s-]+(?:engineering|stores?)", r"kaggle", r"jupyter", r"anomaly[\s-]+detection",
     r"time[\s-]+series[\s-]+(?:forecasting|models?)", r"recommend(?:er|ation)[\s-]+(?:systems?|engines?)",
+    r"big[\s-]+data", r"(?:data|big[\s-]+data)[\s-]+analytics",  # "big data / analytics" (the labeling guide)
 )
 METHOD_PHRASES = (
     r"fine[\s-]?tun(?:e|ed|es|ing)", r"back[\s-]?propagation", r"gradient[\s-]+(?:descent|boost(?:ing|ed)?)",

@@ -57,6 +57,9 @@ FIRES = [
     ("keyword_machine_learning", tweet("Our ML models now run on the phone, no server needed"), AI),
     ("keyword_nlp_vision", tweet("Large language models still cannot count the letters in a word"), AI),
     ("keyword_data_science", tweet("Day 12 of learning data science: groupby finally clicked"), AI),
+    ("keyword_data_science", tweet("Why retailers still doubt big data analytics, a study from Cape Town"), AI),
+    # an AI job is an AI tweet (the labeling guide), job-board hashtags or not
+    ("keyword_data_science", tweet("Acme Ltd: Senior data scientist [ https://t.co/abc0 ] #jobs #Hiring #BTC #AI"), AI),
     ("keyword_ml_methods", tweet("Fine-tuning on 500 labelled examples beat every prompt we tried"), AI),
     ("keyword_ml_tools", tweet("Ported the whole training loop from TensorFlow to PyTorch this week"), AI),
     ("hashtag_ai", tweet("Great thread on evaluating models properly #MachineLearning"), AI),
@@ -114,6 +117,15 @@ CONFUSERS = [
 def test_positive_lfs_do_not_fall_for_other_senses(text):
     row = tweet(text)
     assert {name: LF[name](row) for name in POSITIVE} == dict.fromkeys(POSITIVE, ABSTAIN)
+
+
+def test_a_job_ad_is_spam_unless_its_words_name_an_ai_or_data_science_job():
+    software = tweet("Lead Software Engineer - Cloud https://t.co/abc0 #jobs #hiring #bigdata #ai")
+    scientist = tweet("Lead data scientist, remote https://t.co/abc0 #jobs #hiring #bigdata #ai")
+    assert LF["spam_hashtag_stuffing"](software) == NOT_AI and LF["hashtag_ai"](software) == ABSTAIN
+    assert LF["spam_hashtag_stuffing"](scientist) == ABSTAIN and LF["hashtag_ai"](scientist) == AI
+    # a crypto pitch stays spam whatever its words say
+    assert LF["spam_hashtag_stuffing"](tweet("Data science says BTC to the moon #BTC #ETH #crypto")) == NOT_AI
 
 
 def test_the_ai_acronym_keeps_its_case_and_its_word_boundaries():
