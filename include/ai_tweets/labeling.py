@@ -242,7 +242,7 @@ keyword_nlp_vision = make_keyword_lf(
     "keyword_nlp_vision", "NLP and vision tasks and models: language models, GPT, chatbots, recognition.",
     _NLP_VISION_WORDS)
 keyword_data_science = make_keyword_lf(
-    "keyword_data_science", "Data science, predictive analytics, data mining, anomaly detection, Kaggle.",
+    "keyword_data_science", "Data science, big data, (predictive) analytics, data mining, anomaly detection, Kaggle.",
     _DATA_SCIENCE_WORDS)
 keyword_ml_methods = make_keyword_lf(
     "keyword_ml_methods", "ML methods: fine-tuning, backpropagation, overfitting, random forests, embeddings.",
