@@ -14,7 +14,7 @@ WEAK = {"f1_all": 0.779, "f1_sure": 0.888}
 
 
 def loop(strategy: str, f1s: dict[int, float]) -> quality.Loop:
-    made = quality.Loop(strategy, load_settings(GOOD), baselines={"weak labels (LFs + LabelModel)": WEAK})
+    made = quality.Loop(strategy, load_settings(GOOD), baselines={quality.WEAK: WEAK})
     for number, (labels, f1) in enumerate(f1s.items()):
         figures = {"f1_all": f1, "f1_sure": f1 + 0.1}
         made.rounds.append(quality.Round(strategy, number, labels, labels, 0, str(number + 1), number == 0, "weak",
@@ -31,6 +31,28 @@ def test_the_verdicts_compare_every_strategy_from_100_labels():
     lines = quality.verdicts(run)
     assert lines[0].startswith("PASS  0 gold labels: champion F1 0.795 ≥ weak labels' 0.779")
     assert lines[1].startswith("PASS  ≤ 400 gold labels: champion F1 0.840"), lines[1]
-    assert lines[2] == "PASS  uncertainty ≥ random at every round from 100 labels (1 rounds)"
-    assert lines[3] == ("INFO  disagreement / uncertainty / random, F1 of the newest version: "
+    assert lines[2] == ("FAIL  target within 400 gold labels: best champion F1 0.840 on all rows (target 0.85), "
+                        "0.940 on sure rows (target 0.92)"), lines[2]
+    assert lines[3] == "PASS  uncertainty ≥ random at every round from 100 labels (1 rounds)"
+    assert lines[4] == ("INFO  disagreement / uncertainty / random, F1 of the newest version: "
                         "100: 0.820 / 0.830 / 0.810; 150: 0.850 / 0.840 / –")
+
+
+def test_the_learning_curve_spans_its_figures_and_draws_the_bar_and_targets(tmp_path):
+    run = quality.QualityRun("r", datetime.now(UTC), "made up", {
+        "uncertainty": loop("uncertainty", {0: 0.795, 50: 0.80, 100: 0.83}),
+        "random": loop("random", {0: 0.795, 50: 0.79, 100: 0.81}),
+    })
+    run.loops["uncertainty"].baselines["keyword baseline"] = {"f1_all": 0.775, "f1_sure": 0.864}
+    figure = quality.learning_curve_figure(run)
+    every, sure = figure.axes
+    labels = {line.get_label(): line for line in every.get_lines()}
+    assert labels["bar: weak + 0.05"].get_ydata()[0] == WEAK["f1_all"] + 0.05
+    assert labels["target 0.85"].get_ydata()[0] == 0.85
+    assert {line.get_label() for line in sure.get_lines()} >= {"target 0.92", "uncertainty", "random"}
+    assert "bar: weak + 0.05" not in {line.get_label() for line in sure.get_lines()}
+    low, high = every.get_ylim()
+    assert 0.74 <= low <= 0.775 and 0.85 <= high <= 0.88  # zoomed on the figures, not 0–1
+    assert sure.get_ylim()[0] >= 0.84
+    path = quality.plot_learning_curve(run, tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
