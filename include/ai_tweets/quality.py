@@ -485,16 +485,19 @@ def run_quality(data: LoopData, rounds: int = 8, per_round: int = 50, epochs: in
 
 
 def record_curve(settings: Settings, run: QualityRun) -> None:
-    """The run's rounds into `learning_curve` (the dashboard shows the latest run)."""
+    """The run's rounds into `learning_curve`, with its teachers' F1 and its bar (the dashboard
+    shows the latest run)."""
+    weak = run.baselines[WEAK]["f1_all"]
     rows = [(run.run_id, run.started, r.strategy, r.number, r.gold_labels, r.model_version, r.promoted,
-             r.model["f1_all"], r.model["precision_all"], r.model["recall_all"], r.model["f1_sure"])
+             r.model["f1_all"], r.model["precision_all"], r.model["recall_all"], r.model["f1_sure"],
+             weak, weak + MARGIN_OVER_WEAK)
             for loop in run.loops.values() for r in loop.rounds]
     with connect(settings) as conn:
         ensure_tables(conn, LEARNING_CURVE)
         conn.cursor().executemany(
             "INSERT INTO learning_curve (run_id, run_at, strategy, round, gold_labels, model_version, champion, "
-            "f1_all, precision_all, recall_all, f1_sure) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING", rows)
+            "f1_all, precision_all, recall_all, f1_sure, weak_f1_all, bar_f1_all) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
         conn.commit()
 
 

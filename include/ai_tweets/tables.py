@@ -203,7 +203,11 @@ DDL: dict[str, tuple[str, ...]] = {
             recall_all      double precision NOT NULL,
             f1_sure         double precision NOT NULL,
             PRIMARY KEY (run_id, strategy, round)
-        )""",),
+        )""",
+        # the run's teachers and its bar (weak labels + the margin, `quality.MARGIN_OVER_WEAK`), drawn
+        # beside the curve on the dashboard; NULL in runs from before they were recorded
+        "ALTER TABLE learning_curve ADD COLUMN IF NOT EXISTS weak_f1_all double precision",
+        "ALTER TABLE learning_curve ADD COLUMN IF NOT EXISTS bar_f1_all double precision"),
     REGISTERED_MODELS: ("""
         CREATE TABLE IF NOT EXISTS registered_models (
             model_name      text NOT NULL,

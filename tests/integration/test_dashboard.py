@@ -55,6 +55,7 @@ SEEDED_COUNTS = [("train", "weak", "AI", 1_204), ("train", "weak", "not AI", 8_3
                  ("test", "weak", "AI", 98), ("test", "weak", "not AI", 830), ("test", "gold", "AI", 61),
                  ("test", "gold", "not AI", 239)]
 SEEDED_CURVE = {"uncertainty": (0.71, 0.78, 0.82, 0.85), "random": (0.71, 0.74, 0.77, 0.79)}
+SEEDED_WEAK = 0.70  # the run's weak labels' F1; its bar is 0.05 above
 GOLD_PER_ROUND = 50
 
 
@@ -97,7 +98,8 @@ def seeded(settings, test_model, provisioned):
                 "f1 0.853 vs the champion's 0.640 on the same gold labels"),
                (f"{test_model.model_name}-other", "3", version, now, "gold", "on gold labels of 300 test tweets",
                 0.5, 0.5, 0.5, 0.5, 300, 0.5, 928, 250, 0.5, False, "another model: not on this dashboard")]
-    curve = [(run_id, now, strategy, n, n * GOLD_PER_ROUND, str(n + 1), n == len(f1s) - 1, f1, f1, f1, f1 + 0.05)
+    curve = [(run_id, now, strategy, n, n * GOLD_PER_ROUND, str(n + 1), n == len(f1s) - 1, f1, f1, f1, f1 + 0.05,
+              SEEDED_WEAK, SEEDED_WEAK + 0.05)
              for strategy, f1s in SEEDED_CURVE.items() for n, f1 in enumerate(f1s)]
     with connect(settings) as conn:
         ensure_tables(conn)
@@ -124,8 +126,8 @@ def seeded(settings, test_model, provisioned):
                 "%s, %s, %s)", quality)
             cursor.executemany(
                 "INSERT INTO learning_curve (run_id, run_at, strategy, round, gold_labels, model_version, champion, "
-                "f1_all, precision_all, recall_all, f1_sure) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                curve)
+                "f1_all, precision_all, recall_all, f1_sure, weak_f1_all, bar_f1_all) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", curve)
             cursor.execute("INSERT INTO retweet_precision (model_version, labeled, found_ai, precision, low, high) "
                            "VALUES (%s, 40, 34, 0.85, 0.709, 0.929)", (test_model.model_name,))
             cursor.executemany(
@@ -186,6 +188,8 @@ def test_every_chart_query_returns_rows(test_model, seeded):
     assert [row["gold_labels"] for row in curve] == [n * GOLD_PER_ROUND for n in range(4)]
     assert [row["uncertainty"] for row in curve] == pytest.approx(SEEDED_CURVE["uncertainty"])
     assert [row["random"] for row in curve] == pytest.approx(SEEDED_CURVE["random"])
+    assert [row["weak labels (LFs + LabelModel)"] for row in curve] == pytest.approx([SEEDED_WEAK] * 4)
+    assert [row["bar: weak labels + 0.05"] for row in curve] == pytest.approx([SEEDED_WEAK + 0.05] * 4)
     # Retweet decisions: who decided each, in words; the seeded ones among the latest.
     by = {(row["action"], row["reviewed_by"]) for row in data[DECISIONS]}
     assert {("would_retweet", "(automatic)"), ("rejected", "dana"), ("expired", "(nobody)")} <= by
