@@ -24,7 +24,9 @@ Label Studio project of its own, through the stages' own functions:
 After each training the newest version and the champion are scored on the evaluation rows:
 precision, recall and F1 on all of them and on the sure ones (`unsure` = 0). Beside them: a
 keyword baseline and the weak labels (the labeling functions and the LabelModel of the same
-version), the teachers the model has to beat.
+version), the teachers the model has to beat. Every comparison in the verdicts comes with a
+paired-bootstrap interval of its difference: the evaluation rows are few, and a difference of a
+hundredth is often not one they can tell.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ FIRST_VERSION = 900_001  # dataset versions of the loops: far from a user's own
 LABEL_BUDGET, MARGIN_OVER_WEAK, COMPARE_FROM_LABELS = 400, 0.05, 100
 TARGET_F1 = {"all": 0.85, "sure": 0.92}
 WEAK = "weak labels (LFs + LabelModel)"  # the teachers' row among a run's baselines
+# How sure a verdict is: a paired bootstrap over the evaluation rows (BOOTSTRAP_DRAWS resamples)
+# gives each compared difference in F1 its INTERVAL (a 95 % interval).
+BOOTSTRAP_DRAWS, INTERVAL = 2000, 0.95
 # The keyword baseline: any AI phrase, or the acronyms AI, ML, NLP in capitals.
 _KEYWORDS = re.compile(
     rf"(?i:{'|'.join((*vocabulary.AI_PHRASES, *vocabulary.ML_PHRASES, *vocabulary.DATA_SCIENCE_PHRASES))})"
@@ -161,6 +166,24 @@ def generated_set(count: int, held_out: int, seed: int = 0) -> LoopData:
 def keyword_baseline(texts: Sequence[str]) -> np.ndarray:
     """1 where a text has an AI keyword (see `_KEYWORDS`), else 0."""
     return np.array([int(_KEYWORDS.search(text) is not None) for text in texts])
+
+
+def f1_difference(labels: Sequence[int], first: Sequence[int], second: Sequence[int],
+                  draws: int = BOOTSTRAP_DRAWS, level: float = INTERVAL, seed: int = 0) -> tuple[float, float, float]:
+    """F1 of `first` minus F1 of `second` on the same rows, and the `level` interval of that
+    difference from a paired bootstrap: `draws` resamples of the rows, both scored on each."""
+    labels, first, second = (np.asarray(a, dtype=bool) for a in (labels, first, second))
+    if not len(labels) == len(first) == len(second):
+        raise ValueError(f"f1_difference: {len(labels)} labels, {len(first)} and {len(second)} predictions")
+
+    def f1(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        hits = (truth & predicted).sum(axis=-1)
+        return 2 * hits / np.maximum(truth.sum(axis=-1) + predicted.sum(axis=-1), 1)
+
+    rows = np.random.default_rng(seed).integers(0, len(labels), (draws, len(labels)))
+    spread = f1(labels[rows], first[rows]) - f1(labels[rows], second[rows])
+    low, high = np.quantile(spread, [(1 - level) / 2, (1 + level) / 2])
+    return float(f1(labels, first) - f1(labels, second)), float(low), float(high)
 
 
 def scores(rows: Rows, predicted: Iterable[int]) -> dict[str, float]:
@@ -260,6 +283,9 @@ class Round:
     champion_version: str
     champion: dict[str, float]
     seconds: float
+    # 0/1 on the evaluation rows (for the verdicts' intervals)
+    predicted: np.ndarray | None = field(default=None, repr=False, compare=False)
+    champion_predicted: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -270,6 +296,7 @@ class Loop:
     settings: Settings
     rounds: list[Round] = field(default_factory=list)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    baseline_predicted: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # 0/1 on the evaluation rows
 
 
 def loop_settings(strategy: str, version: int, run_id: str, base: Mapping[str, str] | None = None) -> Settings:
@@ -375,12 +402,13 @@ def train_and_score(loop: Loop, data: LoopData, number: int, gold: int, pushed: 
 
     report = train_model(settings=loop.settings, epochs=epochs, experiment=QUALITY_EXPERIMENT)
     champion = _champion_version(loop.settings)
-    model = scores(data.evaluation, model_predictions(loop.settings, report["model_version"], data.evaluation.texts))
-    champion_scores = model if champion == report["model_version"] else scores(
-        data.evaluation, model_predictions(loop.settings, champion, data.evaluation.texts))
+    predicted = model_predictions(loop.settings, report["model_version"], data.evaluation.texts)
+    champion_predicted = predicted if champion == report["model_version"] else model_predictions(
+        loop.settings, champion, data.evaluation.texts)
     result = Round(loop.strategy, number, gold, pushed, skipped, report["model_version"],
-                   report["decision"]["promoted"], report["evaluated_on"], model, champion, champion_scores,
-                   round(time.monotonic() - began, 1))
+                   report["decision"]["promoted"], report["evaluated_on"], scores(data.evaluation, predicted),
+                   champion, scores(data.evaluation, champion_predicted), round(time.monotonic() - began, 1),
+                   predicted, champion_predicted)
     loop.rounds.append(result)
     return result
 
@@ -413,9 +441,10 @@ def run_loop(loop: Loop, data: LoopData, rounds: int, per_round: int, epochs: in
     reset(loop.settings)
     prepared = capture_and_prepare(loop, data, progress)
     evaluation = data.evaluation
-    loop.baselines["keyword baseline"] = scores(evaluation, keyword_baseline(evaluation.texts))
-    loop.baselines[WEAK] = scores(evaluation, weak_label_predictions(
-        loop.settings, prepared["weak_labels"]["mlflow_run_id"], evaluation.texts))
+    loop.baseline_predicted["keyword baseline"] = keyword_baseline(evaluation.texts)
+    loop.baseline_predicted[WEAK] = weak_label_predictions(
+        loop.settings, prepared["weak_labels"]["mlflow_run_id"], evaluation.texts)
+    loop.baselines.update({name: scores(evaluation, predicted) for name, predicted in loop.baseline_predicted.items()})
     first = train_and_score(loop, data, 0, 0, 0, 0, began, epochs)
     progress(_round_line(first))
     annotator = SimulatedAnnotator(loop.settings, data.answers, annotator_email(loop.settings))
@@ -456,10 +485,15 @@ class QualityRun:
     seconds: float = 0.0
     plot: Path | None = None
     mlflow_run_id: str | None = None
+    labels: np.ndarray | None = field(default=None, repr=False)  # the evaluation rows' (people's)
 
     @property
     def baselines(self) -> dict[str, dict[str, float]]:
         return next(iter(self.loops.values())).baselines
+
+    @property
+    def weak_predicted(self) -> np.ndarray | None:
+        return next(iter(self.loops.values())).baseline_predicted.get(WEAK)
 
     def zero_gold(self) -> dict[str, float]:
         return next(iter(self.loops.values())).rounds[0].champion
@@ -471,7 +505,7 @@ def run_quality(data: LoopData, rounds: int = 8, per_round: int = 50, epochs: in
     """Both loops (or `strategies`), then the learning curve in `learning_curve`, MLflow and a PNG."""
     run_id = f"{datetime.now(UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:4]}"
     began = time.monotonic()
-    run = QualityRun(run_id, datetime.now(UTC), data.description, {})
+    run = QualityRun(run_id, datetime.now(UTC), data.description, {}, labels=data.evaluation.labels)
     for offset, strategy in enumerate(strategies):
         settings = loop_settings(strategy, FIRST_VERSION + offset, run_id, base_env)
         run.loops[strategy] = run_loop(Loop(strategy, settings), data, rounds, per_round, epochs, progress)
@@ -566,12 +600,15 @@ def log_to_mlflow(settings: Settings, run: QualityRun) -> str:
 
 def verdicts(run: QualityRun, budget: int = LABEL_BUDGET, margin: float = MARGIN_OVER_WEAK,
              from_labels: int = COMPARE_FROM_LABELS) -> list[str]:
-    """The quality issue's bars, each with the figures it compares."""
+    """The quality issue's bars, each with the figures it compares and, when the run kept the
+    predictions, the difference's interval (`f1_difference`)."""
     weak = run.baselines[WEAK]
     lines = []
     zero = run.zero_gold()
+    first = next(iter(run.loops.values())).rounds[0]
     lines.append(_verdict(zero["f1_all"] >= weak["f1_all"],
-                          f"0 gold labels: champion F1 {zero['f1_all']:.3f} ≥ weak labels' {weak['f1_all']:.3f}"))
+                          f"0 gold labels: champion F1 {zero['f1_all']:.3f} ≥ weak labels' {weak['f1_all']:.3f}"
+                          + _aside(_difference(run, first.champion_predicted, run.weak_predicted))))
     loop = run.loops.get("uncertainty")
     if loop and len(loop.rounds) > 1:
         within = [r for r in loop.rounds if 0 < r.gold_labels <= budget]
@@ -579,7 +616,8 @@ def verdicts(run: QualityRun, budget: int = LABEL_BUDGET, margin: float = MARGIN
         lines.append(_verdict(best.champion["f1_all"] >= weak["f1_all"] + margin,
                               f"≤ {budget} gold labels: champion F1 {best.champion['f1_all']:.3f} (sure "
                               f"{best.champion['f1_sure']:.3f}) at {best.gold_labels} labels ≥ weak labels' "
-                              f"{weak['f1_all']:.3f} + {margin}"))
+                              f"{weak['f1_all']:.3f} + {margin}"
+                              + _aside(_difference(run, best.champion_predicted, run.weak_predicted))))
         top = {part: max(r.champion[f"f1_{part}"] for r in within or loop.rounds[-1:]) for part in TARGET_F1}
         lines.append(_verdict(all(top[part] >= TARGET_F1[part] for part in TARGET_F1),
                               f"target within {budget} gold labels: best champion F1 " + ", ".join(
@@ -592,6 +630,12 @@ def verdicts(run: QualityRun, budget: int = LABEL_BUDGET, margin: float = MARGIN
         lines.append(_verdict(bool(pairs) and not worse,
                               f"uncertainty ≥ random at every round from {from_labels} labels"
                               + (f" (not at {'; '.join(worse)})" if worse else f" ({len(pairs)} rounds)")))
+        random_predicted = {r.gold_labels: r.predicted for r in run.loops["random"].rounds}
+        spans = {r.gold_labels: _difference(run, r.predicted, random_predicted[r.gold_labels])
+                 for r in loop.rounds if r.gold_labels >= from_labels and r.gold_labels in random_predicted}
+        if spans and all(spans.values()):
+            lines.append("INFO  uncertainty − random, F1 of the newest version: "
+                         + "; ".join(f"{labels} labels: {text}" for labels, text in spans.items()))
     if "disagreement" in run.loops:  # issue 18: how disagreement sampling compares (no bar of its own)
         f1 = {name: {r.gold_labels: r.model["f1_all"] for r in loop.rounds} for name, loop in run.loops.items()}
         rounds = [r.gold_labels for r in run.loops["disagreement"].rounds if r.gold_labels >= from_labels]
@@ -601,6 +645,19 @@ def verdicts(run: QualityRun, budget: int = LABEL_BUDGET, margin: float = MARGIN
         lines.append("INFO  disagreement / uncertainty / random, F1 of the newest version: "
                      + ("; ".join(cells) or f"no round from {from_labels} labels"))
     return lines
+
+
+def _difference(run: QualityRun, first: np.ndarray | None, second: np.ndarray | None) -> str:
+    """'difference +0.005, 95 % interval -0.022 to +0.031': F1 of `first` minus `second` on the
+    evaluation rows (`f1_difference`); empty when the run kept no predictions."""
+    if run.labels is None or first is None or second is None:
+        return ""
+    difference, low, high = f1_difference(run.labels, first, second)
+    return f"difference {difference:+.3f}, {INTERVAL:.0%} interval {low:+.3f} to {high:+.3f}"
+
+
+def _aside(text: str) -> str:
+    return f" ({text})" if text else ""
 
 
 def _verdict(ok: bool, text: str) -> str:

@@ -39,7 +39,8 @@ def test_one_round_pushes_annotates_pulls_retrains_and_scores(loop):
     for result in loop.rounds:
         assert set(result.model) == {f"{m}_{p}" for m in ("precision", "recall", "f1") for p in ("all", "sure")}
         assert 0.0 < result.model["f1_all"] <= 1.0
-    assert set(loop.baselines) == {"keyword baseline", "weak labels (LFs + LabelModel)"}
+        assert len(result.predicted) == len(result.champion_predicted) == len(data.evaluation)
+    assert set(loop.baselines) == set(loop.baseline_predicted) == {"keyword baseline", "weak labels (LFs + LabelModel)"}
     assert any("round 1" in line for line in lines)
 
 
@@ -66,7 +67,7 @@ def test_the_gold_labels_are_the_simulated_annotators_and_match_the_answers(loop
 def test_the_learning_curve_is_recorded_plotted_and_logged(loop, tmp_path):
     loop, data, _ = loop
     run = quality.QualityRun("test-" + loop.settings.tweets_topic, quality.datetime.now(quality.UTC),
-                             data.description, {"uncertainty": loop})
+                             data.description, {"uncertainty": loop}, labels=data.evaluation.labels)
     quality.record_curve(loop.settings, run)
     with connect(loop.settings) as conn:
         rows = conn.execute("SELECT round, gold_labels, f1_all FROM learning_curve WHERE run_id = %s ORDER BY round",
@@ -82,4 +83,6 @@ def test_the_learning_curve_is_recorded_plotted_and_logged(loop, tmp_path):
     mlflow_run = quality.log_to_mlflow(loop.settings, run)
     artifacts = {a.path for a in MlflowClient(loop.settings.mlflow_uri()).list_artifacts(mlflow_run, "plots")}
     assert artifacts == {"plots/curve.png"}
-    assert "| gold labels |" in quality.report_markdown(run)
+    report = quality.report_markdown(run)
+    assert "| gold labels |" in report
+    assert "0 gold labels: champion F1" in report and "95% interval" in report, "each verdict has its interval"

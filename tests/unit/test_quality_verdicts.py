@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
+import pytest
 from test_settings import GOOD
 
 from ai_tweets import quality
@@ -56,3 +58,44 @@ def test_the_learning_curve_spans_its_figures_and_draws_the_bar_and_targets(tmp_
     assert sure.get_ylim()[0] >= 0.84
     path = quality.plot_learning_curve(run, tmp_path / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_f1_difference_comes_with_a_paired_bootstrap_interval():
+    rng = np.random.default_rng(1)
+    labels = rng.random(1000) < 0.2
+    good = np.where(rng.random(1000) < 0.9, labels, ~labels)  # 10 % of rows flipped
+    worse = np.where(rng.random(1000) < 0.8, labels, ~labels)
+    assert quality.f1_difference(labels, good, good) == (0.0, 0.0, 0.0)
+    difference, low, high = quality.f1_difference(labels, good, worse)
+    assert low < difference < high and low > 0  # far apart: the interval excludes 0
+    assert high - low < 0.2
+    small, small_low, small_high = quality.f1_difference(labels[:100], good[:100], worse[:100])
+    assert small_high - small_low > high - low  # fewer rows, wider interval
+    assert quality.f1_difference(labels, ~good, good)[2] < 0
+    with pytest.raises(ValueError, match="1000 labels, 999"):
+        quality.f1_difference(labels, good[:999], good)
+
+
+def test_the_verdicts_give_each_difference_its_interval_when_the_run_kept_predictions():
+    rng = np.random.default_rng(2)
+    labels = rng.random(600) < 0.2
+
+    def noisy(flip: float) -> np.ndarray:
+        return np.where(rng.random(600) < flip, ~labels, labels).astype(int)
+
+    run = quality.QualityRun("r", datetime.now(UTC), "made up", {
+        "uncertainty": loop("uncertainty", {0: 0.795, 100: 0.83}),
+        "random": loop("random", {0: 0.795, 100: 0.81}),
+    }, labels=labels)
+    weak = noisy(0.12)
+    run.loops["uncertainty"].baseline_predicted[quality.WEAK] = weak
+    for strategy in run.loops:
+        for r in run.loops[strategy].rounds:
+            r.predicted = r.champion_predicted = noisy(0.08)
+    zero, within, _, compared, info = quality.verdicts(run)
+    for line, champion in ((zero, run.loops["uncertainty"].rounds[0]), (within, run.loops["uncertainty"].rounds[1])):
+        difference, low, high = quality.f1_difference(labels, champion.champion_predicted, weak)
+        assert low < high
+        assert line.endswith(f"(difference {difference:+.3f}, 95% interval {low:+.3f} to {high:+.3f})"), line
+    assert compared == "PASS  uncertainty ≥ random at every round from 100 labels (1 rounds)"
+    assert info.startswith("INFO  uncertainty − random, F1 of the newest version: 100 labels: difference ")
